@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's Python environment in .venv from requirements.txt.
+# Skipped when .venv already holds exactly this requirements.txt (a stamp records its hash).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${QWEN3VL_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+stamp="$VENV/.requirements.sha256"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  echo "bootstrap-venv: $VENV is up to date" >&2
+  exit 0
+fi
+command -v "$PY" >/dev/null 2>&1 || { echo "bootstrap-venv: ERROR: $PY not found" >&2; exit 1; }
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "bootstrap-venv: ERROR: Python >= 3.11 needed, $PY is $("$PY" -V 2>&1)" >&2; exit 1; }
+if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+  echo "bootstrap-venv: ERROR: $PY has no venv/ensurepip (Debian: apt-get install python3-venv)" >&2; exit 1
+fi
+echo "bootstrap-venv: creating $VENV from requirements.txt" >&2
+"$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -r requirements.txt
+echo "$want" >"$stamp"
+echo "bootstrap-venv: done ($("$VENV/bin/ansible" --version | sed -n 1p))" >&2
