@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${QWEN3VL_VENV:-.venv}"
 PY="${PYTHON:-python3}"
+# FQCN resolution from a checkout: .cache/collections/ansible_collections/qwen3vl/ha -> this repo
+# (ansible.cfg and molecule put .cache/collections on the collections path).
+mkdir -p .cache/collections/ansible_collections/qwen3vl
+ln -sfn ../../../.. .cache/collections/ansible_collections/qwen3vl/ha
 want="$(sha256sum requirements.txt | cut -d' ' -f1)"
 stamp="$VENV/.requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
