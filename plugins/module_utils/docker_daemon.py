@@ -114,8 +114,11 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def _type_name(value):
-    if isinstance(value, bool):
-        return "bool"
+    # Plain JSON type names: Ansible hands over subclasses of str/int/dict (tagged values).
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
+                       (dict, "dict"), (list, "list"), (type(None), "null")):
+        if isinstance(value, kind):
+            return name
     return type(value).__name__
 
 

@@ -113,7 +113,7 @@ def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra_vars, expe
     before = state()
     result = _run_bad_input(extra_vars)
     output = result.stdout + result.stderr
-    assert result.rc if hasattr(result, "rc") else result.returncode != 0, output
+    assert result.returncode != 0, output
     assert expected in output, output
     assert "Check the daemon.json settings before anything changes" in output, output
     assert "changed=0" in output, output
