@@ -1,6 +1,5 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) 2026 qwen3vl.ha developers
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure core for /etc/docker/daemon.json: type checks, merging, and what a change needs.
 
 No Ansible import here: the module, the filter and the unit tests all call these functions.
@@ -92,31 +91,40 @@ FORBIDDEN_KEYS = {
 }
 
 # Keys dockerd re-reads on SIGHUP (`systemctl reload docker`); any other change needs a restart.
-RELOADABLE_KEYS = frozenset({
-    "allow-nondistributable-artifacts",
-    "authorization-plugins",
-    "builder",
-    "debug",
-    "default-runtime",
-    "features",
-    "insecure-registries",
-    "labels",
-    "live-restore",
-    "max-concurrent-downloads",
-    "max-concurrent-uploads",
-    "max-download-attempts",
-    "registry-mirrors",
-    "runtimes",
-    "shutdown-timeout",
-})
+RELOADABLE_KEYS = frozenset(
+    {
+        "allow-nondistributable-artifacts",
+        "authorization-plugins",
+        "builder",
+        "debug",
+        "default-runtime",
+        "features",
+        "insecure-registries",
+        "labels",
+        "live-restore",
+        "max-concurrent-downloads",
+        "max-concurrent-uploads",
+        "max-download-attempts",
+        "registry-mirrors",
+        "runtimes",
+        "shutdown-timeout",
+    }
+)
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def _type_name(value):
     # Plain JSON type names: Ansible hands over subclasses of str/int/dict (tagged values).
-    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
-                       (dict, "dict"), (list, "list"), (type(None), "null")):
+    for kind, name in (
+        (bool, "bool"),
+        (int, "int"),
+        (float, "float"),
+        (str, "str"),
+        (dict, "dict"),
+        (list, "list"),
+        (type(None), "null"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__
@@ -150,8 +158,10 @@ def validate(settings, where="daemon.json", allowed_extra_keys=()):
         expected = KNOWN_KEYS.get(key)
         if expected is None:
             if key not in allowed_extra_keys:
-                errors.append("%s: unknown daemon.json key (dockerd would refuse to start); fix the"
-                              " spelling or list it in docker_engine_daemon_extra_keys" % path)
+                errors.append(
+                    "%s: unknown daemon.json key (dockerd would refuse to start); fix the"
+                    " spelling or list it in docker_engine_daemon_extra_keys" % path
+                )
             continue
         if isinstance(expected, tuple):
             container, inner = expected
@@ -162,13 +172,16 @@ def validate(settings, where="daemon.json", allowed_extra_keys=()):
             items = enumerate(value) if outer is list else sorted(value.items())
             for sub, item in items:
                 if not _matches(item, inner):
-                    errors.append("%s[%r]: expected a %s, got %s %r"
-                                  % (path, sub, _expected_name(inner), _type_name(item), item))
+                    errors.append(
+                        "%s[%r]: expected a %s, got %s %r" % (path, sub, _expected_name(inner), _type_name(item), item)
+                    )
         elif not _matches(value, expected):
             errors.append("%s: expected a %s, got %s %r" % (path, _expected_name(expected), _type_name(value), value))
     if settings.get("log-level") is not None and isinstance(settings.get("log-level"), str):
         if settings["log-level"] not in LOG_LEVELS:
-            errors.append("%s['log-level']: must be one of %s, got %r" % (where, ", ".join(LOG_LEVELS), settings["log-level"]))
+            errors.append(
+                "%s['log-level']: must be one of %s, got %r" % (where, ", ".join(LOG_LEVELS), settings["log-level"])
+            )
     runtimes = settings.get("runtimes")
     if isinstance(runtimes, dict):
         for name, spec in sorted(runtimes.items()):
@@ -217,7 +230,7 @@ def parse(text, where="daemon.json"):
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ValueError("%s is not valid JSON (%s); fix or remove it by hand" % (where, exc))
+        raise ValueError("%s is not valid JSON (%s); fix or remove it by hand" % (where, exc)) from exc
     if not isinstance(data, dict):
         raise ValueError("%s must hold a JSON object, found %s" % (where, _type_name(data)))
     return data

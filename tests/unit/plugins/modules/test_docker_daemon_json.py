@@ -16,8 +16,13 @@ def run_module(args, check=False, diff=False):
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    env = dict(
+        os.environ,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+    )
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=120, check=False)
     try:
         data = json.loads(proc.stdout)
