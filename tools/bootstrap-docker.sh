@@ -74,7 +74,8 @@ build_rootfs() {
     ln -sf /dev/null "$dir/etc/systemd/system/$unit"
   done
   : >"$dir/etc/machine-id"            # a fresh id per container at first boot
-  rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/lib/apt/lists/"*
+  # no package lists and no stale caches: the first apt run on a test host must update
+  rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/cache/apt/"*.bin "$dir/var/lib/apt/lists/"*
 }
 
 image() {

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ REPO = Path(__file__).resolve().parents[4]
 
 
 def run_module(args, check=False, diff=False):
-    cmd = ["ansible", "localhost", "-c", "local", "-m", "qwen3vl.ha.docker_daemon_json", "-a", json.dumps(args)]
+    cmd = ["ansible", "localhost", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    cmd += ["-m", "qwen3vl.ha.docker_daemon_json", "-a", json.dumps(args)]
     if check:
         cmd.append("--check")
     if diff:

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The local lab: the whole stack on six systemd containers on this machine.
+#
+#   tools/lab.sh up       set up what is missing (venv, Docker engine, base image), create the lab
+#                         hosts, run site.yml against inventories/lab, print what runs where
+#   tools/lab.sh converge run site.yml against the existing lab again
+#   tools/lab.sh summary  print what runs where
+#   tools/lab.sh down     remove the lab's containers, volumes and network
+#
+# Extra arguments after `up` or `converge` go to ansible-playbook (e.g. --check, --diff, -v).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+INV=inventories/lab
+
+step() { printf '\n=== lab: %s\n' "$*" >&2; }
+timed() { local t0=$SECONDS; "$@"; printf 'lab: %s took %ds\n' "$*" $((SECONDS - t0)) >&2; }
+
+setup() {
+  timed tools/bootstrap-venv.sh
+  timed tools/bootstrap-docker.sh
+}
+
+venv() { # shellcheck disable=SC1091
+  source .venv/bin/activate
+}
+
+case "${1:-}" in
+  up)
+    shift
+    setup; venv
+    step "creating the lab hosts"
+    timed ansible-playbook -i "$INV" tests/lab/up.yml
+    step "running site.yml"
+    timed ansible-playbook -i "$INV" site.yml "$@"
+    step "summary"
+    ansible-playbook -i "$INV" tests/lab/summary.yml | sed -n '/TASK \[What runs where\]/,/PLAY RECAP/p'
+    ;;
+  converge)
+    shift; venv
+    timed ansible-playbook -i "$INV" site.yml "$@"
+    ;;
+  summary)
+    venv
+    ansible-playbook -i "$INV" tests/lab/summary.yml | sed -n '/TASK \[What runs where\]/,/PLAY RECAP/p'
+    ;;
+  down)
+    if [ ! -x .venv/bin/ansible-playbook ] || ! docker info >/dev/null 2>&1; then
+      echo "lab: nothing to remove (no venv or no Docker engine)" >&2; exit 0
+    fi
+    venv
+    timed ansible-playbook -i "$INV" tests/lab/down.yml
+    ;;
+  *)
+    echo "usage: $0 up|converge|summary|down [ansible-playbook args]" >&2; exit 2 ;;
+esac
