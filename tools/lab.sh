@@ -24,6 +24,11 @@ venv() { # shellcheck disable=SC1091
   source .venv/bin/activate
 }
 
+summary() {
+  ansible-playbook -i "$INV" tests/lab/summary.yml >/dev/null || { echo "lab: summary failed" >&2; return 1; }
+  cat .cache/lab-summary.txt
+}
+
 case "${1:-}" in
   up)
     shift
@@ -33,15 +38,14 @@ case "${1:-}" in
     step "running site.yml"
     timed ansible-playbook -i "$INV" site.yml "$@"
     step "summary"
-    ansible-playbook -i "$INV" tests/lab/summary.yml | sed -n '/TASK \[What runs where\]/,/PLAY RECAP/p'
+    summary
     ;;
   converge)
     shift; venv
     timed ansible-playbook -i "$INV" site.yml "$@"
     ;;
   summary)
-    venv
-    ansible-playbook -i "$INV" tests/lab/summary.yml | sed -n '/TASK \[What runs where\]/,/PLAY RECAP/p'
+    venv; summary
     ;;
   down)
     if [ ! -x .venv/bin/ansible-playbook ] || ! docker info >/dev/null 2>&1; then

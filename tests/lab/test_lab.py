@@ -1,0 +1,71 @@
+"""The local lab end to end: `tools/lab.sh up` brings up six hosts and converges site.yml; a second
+converge and a --check run report changed=0; `tools/lab.sh down` leaves no container, volume or
+network behind. Runs the real scripts a user runs (slow: several minutes)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTS = ["lb1", "lb2", "gpu1", "gpu2", "storage1", "monitor1"]
+
+
+def sh(*cmd, timeout=1800):
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(output):
+    """{host: {ok, changed, failed, unreachable}} from the last PLAY RECAP in ansible output."""
+    last = output.rsplit("PLAY RECAP", 1)[-1]
+    rows = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", last, re.M)
+    return {h: dict(ok=int(o), changed=int(c), unreachable=int(u), failed=int(f)) for h, o, c, u, f in rows}
+
+
+def lab_leftovers():
+    _, containers = sh("docker", "ps", "-aq", "--filter", "label=qwen3vl.lab=true")
+    _, networks = sh("docker", "network", "ls", "-q", "--filter", "label=qwen3vl.lab=true")
+    return containers.split() + networks.split()
+
+
+@pytest.fixture(scope="module")
+def lab():
+    sh("tools/lab.sh", "down")
+    rc, out = sh("tools/lab.sh", "up")
+    yield rc, out
+    rc_down, out_down = sh("tools/lab.sh", "down")
+    assert rc_down == 0, out_down
+    assert lab_leftovers() == [], "lab down left containers or networks behind"
+
+
+def test_up_converges_and_prints_summary(lab):
+    rc, out = lab
+    assert rc == 0, out[-4000:]
+    rows = recap(out)
+    assert set(rows) >= {"gpu1", "gpu2"}, out[-4000:]
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in rows.values())
+    for host in HOSTS:
+        assert re.search(rf"^{host}\s+172\.29\.72\.\d+\s", out, re.M), f"{host} missing from summary"
+    assert re.search(r"^gpu1 .*docker=active", out, re.M)
+
+
+def test_all_six_hosts_run_systemd(lab):
+    for host in HOSTS:
+        rc, state = sh("docker", "exec", f"qwen3vl-lab-{host}", "systemctl", "is-system-running")
+        assert state.strip() in ("running", "degraded"), f"{host}: {state}"
+
+
+def test_second_converge_changes_nothing(lab):
+    rc, out = sh("tools/lab.sh", "converge")
+    assert rc == 0, out[-4000:]
+    rows = recap(out)
+    assert rows and all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), out[-4000:]
+
+
+def test_check_mode_is_clean(lab):
+    rc, out = sh("tools/lab.sh", "converge", "--check")
+    assert rc == 0, out[-4000:]
+    rows = recap(out)
+    assert rows and all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), out[-4000:]
