@@ -84,6 +84,17 @@ def test_playbook_runs_module_and_filter_by_fqcn(installed):
         settings: {{live-restore: true}}
 """
     )
-    out = run(["ansible-playbook", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)], tmp, env)
+    out = run(
+        ["ansible-playbook", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+        tmp,
+        env,
+    )
     assert "failed=0" in out
     assert json.loads(target.read_text()) == {"live-restore": True}
+
+
+def test_site_playbook_parses_against_both_inventories():
+    for inventory in ("inventories/prod", "inventories/lab"):
+        out = run(["ansible-playbook", "site.yml", "-i", inventory, "--list-hosts"], REPO, dict(os.environ))
+        assert "GPU hosts - container engine" in out
+        assert ("gpu1.example.internal" if inventory.endswith("prod") else "gpu1") in out
