@@ -34,7 +34,7 @@ def installed(tmp_path_factory):
 
 
 def test_tarball_leaves_out_test_and_lab_artefacts(installed):
-    _, _, tarball = installed
+    tarball = installed[2]
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert "roles/docker_engine/tasks/main.yml" in names
@@ -44,7 +44,7 @@ def test_tarball_leaves_out_test_and_lab_artefacts(installed):
 
 
 def test_installed_where_expected(installed):
-    tmp, _, _ = installed
+    tmp = installed[0]
     manifest = json.loads((tmp / "path/ansible_collections/qwen3vl/ha/MANIFEST.json").read_text())
     assert manifest["collection_info"]["namespace"] == "qwen3vl"
     assert manifest["collection_info"]["name"] == "ha"
@@ -60,13 +60,13 @@ def test_installed_where_expected(installed):
     ],
 )
 def test_ansible_doc_resolves_fqcn(installed, kind, fqcn, expect):
-    tmp, env, _ = installed
+    tmp, env = installed[:2]
     out = run(["ansible-doc", "-t", kind, fqcn], tmp, env)
     assert expect in out
 
 
 def test_playbook_runs_module_and_filter_by_fqcn(installed):
-    tmp, env, _ = installed
+    tmp, env = installed[:2]
     target = tmp / "daemon.json"
     playbook = tmp / "fqcn.yml"
     playbook.write_text(

@@ -25,8 +25,8 @@ def recap(output):
 
 
 def lab_leftovers():
-    _, containers = sh("docker", "ps", "-aq", "--filter", "label=qwen3vl.lab=true")
-    _, networks = sh("docker", "network", "ls", "-q", "--filter", "label=qwen3vl.lab=true")
+    containers = sh("docker", "ps", "-aq", "--filter", "label=qwen3vl.lab=true")[1]
+    networks = sh("docker", "network", "ls", "-q", "--filter", "label=qwen3vl.lab=true")[1]
     return containers.split() + networks.split()
 
 
@@ -53,7 +53,7 @@ def test_up_converges_and_prints_summary(lab):
 
 def test_all_six_hosts_run_systemd(lab):
     for host in HOSTS:
-        rc, state = sh("docker", "exec", f"qwen3vl-lab-{host}", "systemctl", "is-system-running")
+        state = sh("docker", "exec", f"qwen3vl-lab-{host}", "systemctl", "is-system-running")[1]
         assert state.strip() in ("running", "degraded"), f"{host}: {state}"
 
 
