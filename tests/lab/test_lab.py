@@ -48,7 +48,7 @@ def test_up_converges_and_prints_summary(lab):
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in rows.values())
     for host in HOSTS:
         assert re.search(rf"^{host}\s+172\.29\.72\.\d+\s", out, re.M), f"{host} missing from summary"
-    assert re.search(r"^gpu1 .*docker=active", out, re.M)
+    assert re.search(r"^gpu1 .*docker=running", out, re.M)
 
 
 def test_all_six_hosts_run_systemd(lab):

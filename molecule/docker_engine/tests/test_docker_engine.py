@@ -130,6 +130,6 @@ def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra_vars, expe
     assert re.search(
         r"TASK \[qwen3vl\.ha\.docker_engine : (Validating arguments against arg spec|Check the daemon)", output
     )
-    assert "Install Docker" not in output, output
+    assert "TASK [qwen3vl.ha.docker_engine : Install Docker" not in output, output
     assert "changed=0" in output, output
     assert state() == before, "the host changed although preflight refused the input"
