@@ -112,8 +112,32 @@ def _run_bad_input(extra_vars):
             {"docker_engine_daemon_options": {"hosts": ["tcp://0.0.0.0:2375"]}},
             "docker_engine_daemon_options['hosts']: this key is refused",
         ),
+        (
+            {"docker_engine_daemon_options": {"live-restor": True}},
+            "docker_engine_daemon_options['live-restor']: unknown daemon.json key",
+        ),
+        (
+            {"docker_engine_registry_mirrors": ["mirror.example.internal"]},
+            "docker_engine_registry_mirrors: mirror.example.internal is not an http(s) URL",
+        ),
+        (
+            {"docker_engine_source": "podman"},
+            "docker_engine_source must be one of: distribution, docker, got: podman",
+        ),
+        (
+            {"docker_engine_daemon_options": ["live-restore"]},
+            "docker_engine_daemon_options",
+        ),
     ],
-    ids=["log-opts-int", "bool-as-string", "hosts-key"],
+    ids=[
+        "log-opts-int",
+        "bool-as-string",
+        "hosts-key",
+        "misspelt-key",
+        "mirror-not-url",
+        "argspec-choice",
+        "argspec-type",
+    ],
 )
 def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra_vars, expected):
     def state():
