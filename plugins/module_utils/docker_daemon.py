@@ -138,7 +138,7 @@ def _matches(value, expected):
 
 
 def _expected_name(expected):
-    return {str: "string", bool: "boolean", int: "integer", dict: "mapping", list: "list"}[expected]
+    return {str: "a string", bool: "a boolean", int: "an integer", dict: "a mapping", list: "a list"}[expected]
 
 
 def validate(settings, where="daemon.json", allowed_extra_keys=()):
@@ -167,21 +167,19 @@ def validate(settings, where="daemon.json", allowed_extra_keys=()):
             container, inner = expected
             outer = list if container == "list" else dict
             if not isinstance(value, outer):
-                errors.append("%s: expected a %s, got %s %r" % (path, _expected_name(outer), _type_name(value), value))
+                errors.append("%s: expected %s, got %s %r" % (path, _expected_name(outer), _type_name(value), value))
                 continue
             items = enumerate(value) if outer is list else sorted(value.items())
             for sub, item in items:
                 if not _matches(item, inner):
                     errors.append(
-                        "%s[%r]: expected a %s, got %s %r" % (path, sub, _expected_name(inner), _type_name(item), item)
+                        "%s[%r]: expected %s, got %s %r" % (path, sub, _expected_name(inner), _type_name(item), item)
                     )
         elif not _matches(value, expected):
-            errors.append("%s: expected a %s, got %s %r" % (path, _expected_name(expected), _type_name(value), value))
-    if settings.get("log-level") is not None and isinstance(settings.get("log-level"), str):
-        if settings["log-level"] not in LOG_LEVELS:
-            errors.append(
-                "%s['log-level']: must be one of %s, got %r" % (where, ", ".join(LOG_LEVELS), settings["log-level"])
-            )
+            errors.append("%s: expected %s, got %s %r" % (path, _expected_name(expected), _type_name(value), value))
+    level = settings.get("log-level")
+    if isinstance(level, str) and level not in LOG_LEVELS:
+        errors.append("%s['log-level']: must be one of %s, got %r" % (where, ", ".join(LOG_LEVELS), level))
     runtimes = settings.get("runtimes")
     if isinstance(runtimes, dict):
         for name, spec in sorted(runtimes.items()):

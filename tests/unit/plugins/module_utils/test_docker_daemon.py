@@ -21,7 +21,7 @@ def test_valid_settings_have_no_errors():
     [
         ({"log-opts": {"max-file": 3}}, "x['log-opts']['max-file']: expected a string, got int 3"),
         ({"live-restore": "yes"}, "x['live-restore']: expected a boolean, got str 'yes'"),
-        ({"mtu": True}, "x['mtu']: expected a integer, got bool True"),
+        ({"mtu": True}, "x['mtu']: expected an integer, got bool True"),
         ({"registry-mirrors": "https://m"}, "x['registry-mirrors']: expected a list, got str 'https://m'"),
         ({"registry-mirrors": ["https://m", 5]}, "x['registry-mirrors'][1]: expected a string, got int 5"),
         ({"hosts": ["unix:///run/docker.sock"]}, "x['hosts']: this key is refused"),
