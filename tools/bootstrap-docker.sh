@@ -4,6 +4,7 @@
 #   tools/bootstrap-docker.sh            engine + image (skips what is already there)
 #   tools/bootstrap-docker.sh engine     only the engine
 #   tools/bootstrap-docker.sh image      only the image (needs a running engine)
+#   tools/bootstrap-docker.sh recipe     print the image recipe's hash (what the cache compares)
 #
 # Engine: when `docker info` fails, install Debian's docker.io (if dockerd is missing) and start
 # dockerd in the background with its log in $QWEN3VL_DOCKERD_LOG, then wait until it answers.
@@ -105,5 +106,6 @@ case "${1:-all}" in
   engine) engine ;;
   image) image ;;
   all) engine; image ;;
-  *) die "usage: $0 [all|engine|image]" ;;
+  recipe) recipe_hash ;;
+  *) die "usage: $0 [all|engine|image|recipe]" ;;
 esac

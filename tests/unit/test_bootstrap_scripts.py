@@ -63,3 +63,36 @@ def test_venv_with_missing_python_says_so(tmp_path):
     proc = run(["bash", str(REPO / "tools" / "bootstrap-venv.sh")], env=env)
     assert proc.returncode == 1
     assert "python-does-not-exist not found" in proc.stderr
+
+
+def recipe(env):
+    proc = run(["bash", str(BOOTSTRAP_DOCKER), "recipe"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_recipe_hash_follows_the_recipe(bare_path):
+    base = recipe({"PATH": bare_path})
+    assert len(base) == 16
+    assert recipe({"PATH": bare_path}) == base, "the hash must be stable"
+    assert recipe({"PATH": bare_path, "QWEN3VL_DEBIAN_MIRROR": "http://mirror.example.internal/debian"}) != base
+
+
+@pytest.mark.skipif(
+    subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0, reason="needs a Docker engine"
+)
+def test_built_image_carries_the_current_recipe_and_is_not_rebuilt():
+    env = dict(os.environ)
+    image = env.get("QWEN3VL_BASE_IMAGE", "qwen3vl-ha/systemd-debian:bookworm")
+    label = subprocess.run(
+        ["docker", "image", "inspect", "--format", '{{ index .Config.Labels "qwen3vl.recipe" }}', image],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if label.returncode != 0:
+        pytest.skip("base image not built yet")
+    assert label.stdout.strip() == recipe(env)
+    proc = run(["bash", str(BOOTSTRAP_DOCKER), "image"], env=env)
+    assert proc.returncode == 0
+    assert "is up to date" in proc.stderr
