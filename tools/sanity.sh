@@ -29,8 +29,7 @@ mkdir -p ~/.ansible/test/cache
 cp "$ROOT/tools/ansible-test/get_pip_standin.py" ~/.ansible/test/cache/"get_pip_${PIP_VERSION//./_}.py"
 DEST="$WORK/ansible_collections/qwen3vl/ha"
 rm -rf "$WORK" && mkdir -p "$DEST"
-git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents -P {} "$DEST/" 2>/dev/null || true
-git ls-files -z --cached --others --exclude-standard | (cd "$DEST" && xargs -0 ls -d >/dev/null) \
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -C "$DEST" -x \
   || { echo "sanity: copying the tree failed" >&2; exit 1; }
 cd "$DEST"
 # ansible-test lists files through git when it finds a repository; give it one.
