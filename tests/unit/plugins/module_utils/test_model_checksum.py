@@ -10,7 +10,15 @@ import pytest
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import model_checksum as core
 
-TRICKY_NAMES = ["plain.json", "back\\slash.bin", "new\nline.txt", "car\rriage", "*star", " lead space", "sub/dir/x.json"]
+TRICKY_NAMES = [
+    "plain.json",
+    "back\\slash.bin",
+    "new\nline.txt",
+    "car\rriage",
+    "*star",
+    " lead space",
+    "sub/dir/x.json",
+]
 SHA256SUM = shutil.which("sha256sum")
 
 
@@ -64,14 +72,20 @@ def test_reads_what_coreutils_writes_and_coreutils_reads_what_we_write(tmp_path)
     # our manifest, size comments included, passes sha256sum -c --strict
     ours = core.format_manifest([core.ManifestEntry(e.name, e.digest, 9) for e in parsed])
     (tmp_path / "SUMS").write_text(ours)
-    check = subprocess.run([SHA256SUM, "-c", "--strict", str(tmp_path / "SUMS")], cwd=root, capture_output=True, text=True)
+    check = subprocess.run(
+        [SHA256SUM, "-c", "--strict", str(tmp_path / "SUMS")], cwd=root, capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.count(": OK") == len(TRICKY_NAMES)
 
 
 def test_parse_sizes_tagged_crlf_and_comments():
     digest = "ab" * 32
-    text = "# header\r\n# size 12\r\n%s  a.bin\r\n\r\nSHA256 (b c.json) = %s\n%s *./d/e\n" % (digest, digest.upper(), digest)
+    text = "# header\r\n# size 12\r\n%s  a.bin\r\n\r\nSHA256 (b c.json) = %s\n%s *./d/e\n" % (
+        digest,
+        digest.upper(),
+        digest,
+    )
     entries = core.parse_manifest(text)
     assert [e.key() for e in entries] == [("a.bin", digest, 12), ("b c.json", digest, None), ("d/e", digest, None)]
     assert [e.line for e in entries] == [3, 5, 6]
@@ -188,7 +202,9 @@ def test_verify_finds_each_kind_of_damage(model):
     assert (summary["digest_mismatch"], summary["size_mismatch"], summary["missing"], summary["extra"]) == (1, 1, 1, 1)
 
 
-@pytest.mark.parametrize(("policy", "bad", "warned"), [("ignore", [], False), ("warn", [], True), ("fail", ["x.bin"], False)])
+@pytest.mark.parametrize(
+    ("policy", "bad", "warned"), [("ignore", [], False), ("warn", [], True), ("fail", ["x.bin"], False)]
+)
 def test_extra_file_policy(model, policy, bad, warned):
     root, _files, entries = model
     (root / "x.bin").write_bytes(b"x")
