@@ -2,35 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[4]
+from module_runner import run_module as run_any
 
 
 def run_module(args, check=False, diff=False):
-    cmd = ["ansible", "localhost", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
-    cmd += ["-m", "qwen3vl.ha.docker_daemon_json", "-a", json.dumps(args)]
-    if check:
-        cmd.append("--check")
-    if diff:
-        cmd.append("--diff")
-    env = dict(
-        os.environ,
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="json",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=120, check=False)
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("no JSON from ansible: %s %s" % (proc.stdout, proc.stderr))
-    return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_any("qwen3vl.ha.docker_daemon_json", args, check=check, diff=diff)
 
 
 @pytest.fixture
