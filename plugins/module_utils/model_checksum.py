@@ -44,6 +44,8 @@ HEX_LEN = 64
 CACHE_VERSION = 1
 DEFAULT_BUFFER = 1 << 20  # 1 MiB: measured fastest here among 128 KiB .. 8 MiB and mmap
 DEFAULT_SLICE = 64 << 20  # a file may change thread every 64 MiB (about 40 ms of hashing)
+DEFAULT_READ_AHEAD = 128 << 20  # the read-ahead thread keeps this much of each file ahead of the hasher
+READ_AHEAD_STEP = 8 << 20
 MANIFEST_HEADER = "# qwen3vl.ha model_checksum manifest (sha256sum format; '# size' lines are optional)"
 
 STATUS_OK = "ok"
@@ -263,13 +265,18 @@ class _Job:
         self.before = None
 
 
-def hash_files(jobs, workers=0, buffer_size=DEFAULT_BUFFER, slice_size=DEFAULT_SLICE):
+def hash_files(jobs, workers=0, buffer_size=DEFAULT_BUFFER, slice_size=DEFAULT_SLICE, read_ahead=DEFAULT_READ_AHEAD):
     """Hash files in parallel.
 
     ``jobs`` is a list of (name, path, expected_size_or_None). Returns {name: (hexdigest, stat)} for
     files read completely and {name: error_text} for the others, as (digests, errors). ``stat`` is
     the os.stat_result taken when the file was opened; a file whose size or mtime changed while it
     was read is an error.
+
+    With ``read_ahead`` > 0 a further thread asks the kernel (POSIX_FADV_WILLNEED) to load up to
+    that many bytes of each unfinished file ahead of where it is being hashed, so that on a cold
+    page cache the disk is busy while the CPUs hash. It only waits on I/O; on a warm cache it finds
+    everything resident and costs next to nothing.
     """
     pending = [_Job(name, path, size or 0) for name, path, size in jobs]
     if not pending:
@@ -320,13 +327,53 @@ def hash_files(jobs, workers=0, buffer_size=DEFAULT_BUFFER, slice_size=DEFAULT_S
                 finish(job, _os_error_text(exc))
             give_back(job)
 
+    stop = threading.Event()
     threads = [threading.Thread(target=work, name="sha256-%d" % i, daemon=True) for i in range(workers - 1)]
+    if read_ahead > 0 and hasattr(os, "POSIX_FADV_WILLNEED"):
+        threads.append(threading.Thread(target=_read_ahead, args=(list(pending), read_ahead, stop), daemon=True))
     for thread in threads:
         thread.start()
     work()  # the calling thread is one of the workers
+    stop.set()
     for thread in threads:
         thread.join()
     return digests, errors
+
+
+def _read_ahead(jobs, window, stop):
+    """Keep up to ``window`` bytes of every unfinished job requested from the disk ahead of its hash offset."""
+    fds = {}
+    ahead = {}
+    try:
+        while not stop.is_set():
+            chosen = None
+            lead = window
+            for job in jobs:
+                if job.done or job.error is not None:
+                    continue
+                position = job.offset  # read without the lock: a stale value only shifts the window
+                start = max(ahead.get(job.name, 0), position)
+                if start < job.size and start - position < lead:
+                    chosen, lead = job, start - position
+            if chosen is None:
+                stop.wait(0.002)
+                continue
+            start = max(ahead.get(chosen.name, 0), chosen.offset)
+            fd = fds.get(chosen.name)
+            if fd is None:
+                try:
+                    fd = fds[chosen.name] = os.open(chosen.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except OSError:
+                    ahead[chosen.name] = chosen.size  # the hasher reports the error
+                    continue
+            try:
+                os.posix_fadvise(fd, start, READ_AHEAD_STEP, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            ahead[chosen.name] = start + READ_AHEAD_STEP
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 def _hash_slice(job, view, slice_size, finish):
@@ -337,8 +384,7 @@ def _hash_slice(job, view, slice_size, finish):
             finish(job, "not a regular file")
             return
         job.size = job.before.st_size
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(job.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        _advise(job.fd, 0, 0, "POSIX_FADV_SEQUENTIAL")
     end = min(job.size, job.offset + slice_size)
     hasher = job.hasher
     while job.offset < end:
@@ -358,6 +404,12 @@ def _hash_slice(job, view, slice_size, finish):
             finish(job, "file changed while it was read")
             return
         finish(job)
+
+
+def _advise(fd, offset, length, name):
+    advice = getattr(os, name, None)
+    if advice is not None:
+        os.posix_fadvise(fd, offset, length, advice)
 
 
 def _os_error_text(exc):

@@ -133,13 +133,13 @@ def test_list_files_excludes_skips_and_does_not_follow_dir_links(tmp_path):
     assert names == ["a", "d/b", "linkfile"]
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3, 8])
-def test_parallel_hash_matches_hashlib_with_tiny_slices(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "read_ahead"), [(1, 0), (2, 0), (2, 8192), (3, 1 << 20), (8, 1 << 20)])
+def test_parallel_hash_matches_hashlib_with_tiny_slices(tmp_path, workers, read_ahead):
     """Slices of 4 KiB force every file through many threads; digests must still be exact."""
     blobs = {"f%d" % i: os.urandom(size) for i, size in enumerate([0, 1, 4095, 4096, 70001, 300007])}
     root = make_tree(tmp_path / "m", blobs)
     jobs = [(name, str(root / name), len(data)) for name, data in blobs.items()]
-    digests, errors = core.hash_files(jobs, workers=workers, buffer_size=1000, slice_size=4096)
+    digests, errors = core.hash_files(jobs, workers=workers, buffer_size=1000, slice_size=4096, read_ahead=read_ahead)
     assert errors == {}
     assert {name: value[0] for name, value in digests.items()} == {name: sha(data) for name, data in blobs.items()}
 
