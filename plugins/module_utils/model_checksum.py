@@ -45,7 +45,7 @@ CACHE_VERSION = 1
 DEFAULT_BUFFER = 1 << 20  # 1 MiB: measured fastest here among 128 KiB .. 8 MiB and mmap
 DEFAULT_SLICE = 64 << 20  # a file may change thread every 64 MiB (about 40 ms of hashing)
 DEFAULT_READ_AHEAD = 128 << 20  # the read-ahead thread keeps this much of each file ahead of the hasher
-READ_AHEAD_STEP = 8 << 20
+READ_AHEAD_STEP = 16 << 20
 MANIFEST_HEADER = "# qwen3vl.ha model_checksum manifest (sha256sum format; '# size' lines are optional)"
 
 STATUS_OK = "ok"
@@ -356,7 +356,7 @@ def _read_ahead(jobs, window, stop):
                 if start < job.size and start - position < lead:
                     chosen, lead = job, start - position
             if chosen is None:
-                stop.wait(0.002)
+                stop.wait(0.02)
                 continue
             start = max(ahead.get(chosen.name, 0), chosen.offset)
             fd = fds.get(chosen.name)
