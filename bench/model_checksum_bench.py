@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark qwen3vl.ha.model_checksum against the alternatives, all in one run, and print ratios.
 
     .venv/bin/python bench/model_checksum_bench.py              # 9 GB, shards 4+3+2 GB
@@ -69,7 +68,7 @@ TARGETS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument(
         "--dir", default="/var/tmp/qwen3vl-ha-bench/Qwen3-VL-4B-Instruct", help="model directory to create/reuse"
     )

@@ -114,6 +114,7 @@ attributes:
     description: Verify runs in full but does not update the cache; create reports whether the manifest would change without writing it.
   diff_mode:
     support: none
+    description: Nothing is shown as a diff; RV(files) lists what was found.
 seealso:
   - name: sha256sum manual
     description: The manifest format, and the fallback check C(sha256sum -c SHA256SUMS).
