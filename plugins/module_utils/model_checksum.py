@@ -44,8 +44,8 @@ HEX_LEN = 64
 CACHE_VERSION = 1
 DEFAULT_BUFFER = 1 << 20  # 1 MiB: measured fastest here among 128 KiB .. 8 MiB and mmap
 DEFAULT_SLICE = 64 << 20  # a file may change thread every 64 MiB (about 40 ms of hashing)
-DEFAULT_READ_AHEAD = 128 << 20  # the read-ahead thread keeps this much of each file ahead of the hasher
-READ_AHEAD_STEP = 16 << 20
+DEFAULT_READ_AHEAD = 512 << 20  # requested from the disk ahead of each file being hashed
+READ_AHEAD_STEP = 32 << 20
 MANIFEST_HEADER = "# qwen3vl.ha model_checksum manifest (sha256sum format; '# size' lines are optional)"
 
 STATUS_OK = "ok"
@@ -341,39 +341,58 @@ def hash_files(jobs, workers=0, buffer_size=DEFAULT_BUFFER, slice_size=DEFAULT_S
 
 
 def _read_ahead(jobs, window, stop):
-    """Keep up to ``window`` bytes of every unfinished job requested from the disk ahead of its hash offset."""
+    """Keep up to ``window`` bytes requested from the disk ahead of where each file is hashed.
+
+    Files being hashed come first; once each has its window, the largest file not started yet
+    (the next one a hasher takes) gets one too. Nothing further ahead is requested, so the page
+    cache is not filled with files that will wait a long time.
+    """
     fds = {}
     ahead = {}
     try:
         while not stop.is_set():
-            chosen = None
-            lead = window
             for job in jobs:
-                if job.done or job.error is not None:
-                    continue
-                position = job.offset  # read without the lock: a stale value only shifts the window
-                start = max(ahead.get(job.name, 0), position)
-                if start < job.size and start - position < lead:
-                    chosen, lead = job, start - position
+                if job.done and job.name in fds:
+                    os.close(fds.pop(job.name))
+            chosen = _next_read_ahead(jobs, ahead, window)
             if chosen is None:
                 stop.wait(0.02)
                 continue
             start = max(ahead.get(chosen.name, 0), chosen.offset)
+            ahead[chosen.name] = start + READ_AHEAD_STEP
             fd = fds.get(chosen.name)
-            if fd is None:
-                try:
-                    fd = fds[chosen.name] = os.open(chosen.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                except OSError:
-                    ahead[chosen.name] = chosen.size  # the hasher reports the error
-                    continue
             try:
+                if fd is None:
+                    fd = fds[chosen.name] = os.open(chosen.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
                 os.posix_fadvise(fd, start, READ_AHEAD_STEP, os.POSIX_FADV_WILLNEED)
             except OSError:
-                pass
-            ahead[chosen.name] = start + READ_AHEAD_STEP
+                ahead[chosen.name] = chosen.size  # the hasher meets the same error and reports it
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+def _next_read_ahead(jobs, ahead, window):
+    """The job to request the next step of, or None when every window is full.
+
+    Offsets are read without the lock: a stale value only shifts a window by one buffer.
+    """
+    started, started_lead = None, window
+    waiting = None
+    for job in jobs:
+        if job.done:
+            continue
+        if job.busy or job.offset > 0:
+            start = max(ahead.get(job.name, 0), job.offset)
+            if start < job.size and start - job.offset < started_lead:
+                started, started_lead = job, start - job.offset
+        elif waiting is None or job.size > waiting.size:
+            waiting = job
+    if started is not None:
+        return started
+    if waiting is not None and ahead.get(waiting.name, 0) < min(window, waiting.size):
+        return waiting
+    return None
 
 
 def _hash_slice(job, view, slice_size, finish):
