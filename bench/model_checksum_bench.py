@@ -41,6 +41,9 @@ if not LINK.exists():
     LINK.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(os.path.relpath(REPO, LINK.parent), LINK)
 sys.path.insert(0, str(COLLECTIONS))
+sys.path.insert(0, str(REPO / "tests" / "unit" / "plugins" / "modules"))
+
+from module_runner import run_module  # noqa: E402
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import model_checksum as core  # noqa: E402
 
@@ -87,10 +90,9 @@ def main():
     print("python %s, %s" % (sys.version.split()[0], hashlib.sha256().name), flush=True)
 
     manifest = root / "SHA256SUMS"
-    ansible_bin = Path(sys.executable).with_name("ansible")
     module_args = {"path": str(root), "cache": False}
     if not manifest.exists():
-        run_ansible(ansible_bin, dict(module_args, mode="create"))
+        run_ansible(dict(module_args, mode="create"))
     entries = core.parse_manifest(manifest.read_text())
     warm(root, files)
 
@@ -106,7 +108,7 @@ def main():
         seconds, (digests, errors) = timed(lambda: lpt_only(root, files))
         assert not errors and all(digests[e.name][0] == e.digest for e in entries), "lpt contender disagrees"
         results["verify_lpt"].append(total / seconds / GB)
-        seconds, _res = timed(lambda: run_ansible(ansible_bin, dict(module_args, force=True)))
+        seconds, _res = timed(lambda: run_ansible(dict(module_args, force=True)))
         results["module"].append(total / seconds / GB)
         seconds, out = timed(lambda cache=cache: core.verify(str(root), entries, cache=cache, skip=[str(manifest)]))
         assert out["summary"]["cached"] == len(entries), "cache not used"
@@ -135,9 +137,9 @@ def main():
             slow["sha256sum"].append(total / seconds / GB)
             seconds, _res = timed(lambda: stat_loop(root, files, entries))
             slow["stat_loop"].append(total / seconds / GB)
-            seconds, _res = timed(lambda: run_ansible(ansible_bin, dict(cached_args, force=True)))
+            seconds, _res = timed(lambda: run_ansible(dict(cached_args, force=True)))
             slow["module_full"].append(seconds)
-            seconds, res = timed(lambda: run_ansible(ansible_bin, cached_args))
+            seconds, res = timed(lambda: run_ansible(cached_args))
             assert res["summary"]["cached"] == len(entries), res["summary"]
             slow["cached_module"].append(seconds)
             # the cold pair runs in alternating order: the disk (and any cache under it) is noisy
@@ -183,28 +185,9 @@ def lpt_only(root, files):
     return core.hash_files(jobs, slice_size=1 << 62)
 
 
-def run_ansible(ansible_bin, args):
-    env = dict(
-        os.environ,
-        ANSIBLE_STDOUT_CALLBACK="json",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    cmd = [
-        str(ansible_bin),
-        "localhost",
-        "-c",
-        "local",
-        "-e",
-        "ansible_python_interpreter=%s" % sys.executable,
-        "-m",
-        "qwen3vl.ha.model_checksum",
-        "-a",
-        json.dumps(args),
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, check=False)
-    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+def run_ansible(args):
+    """The module through the `ansible` CLI (the same runner the module tests use)."""
+    result = run_module("qwen3vl.ha.model_checksum", args, timeout=3600)
     if result.get("failed"):
         raise SystemExit("module failed: %s" % result.get("msg"))
     return result
