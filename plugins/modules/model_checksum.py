@@ -216,7 +216,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.qwen3vl.ha.plugins.module_utils import model_checksum as core
 
 
-def run(module):
+def run(module, manifest_mode):
     params = module.params
     root = params["path"]
     if not os.path.isdir(root):
@@ -242,7 +242,7 @@ def run(module):
         result["changed"] = _read_text(manifest) != text
         if result["changed"] and not module.check_mode:
             try:
-                core.write_atomic(manifest, text, _mode(module))
+                core.write_atomic(manifest, text, manifest_mode)
             except OSError as exc:
                 module.fail_json(msg="cannot write manifest %s: %s" % (manifest, exc), **result)
         if cache_file and not module.check_mode:
@@ -349,9 +349,8 @@ def main():
     for name in ("workers", "cache_max_age"):
         if params[name] < 0:
             module.fail_json(msg="%s must be 0 or more, got %d" % (name, params[name]))
-    if params["mode"] == "create":
-        _mode(module)
-    module.exit_json(**run(module))
+    manifest_mode = _mode(module) if params["mode"] == "create" else None
+    module.exit_json(**run(module, manifest_mode))
 
 
 if __name__ == "__main__":
