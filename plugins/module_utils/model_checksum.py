@@ -225,8 +225,14 @@ def list_files(root, exclude=(), skip=()):
     ``skip`` holds absolute paths never listed (the manifest and cache themselves).
     Symlinked directories are not followed.
     """
+    return sorted(scan_files(root, exclude, skip))
+
+
+def scan_files(root, exclude=(), skip=()):
+    """{relative name: size} of what list_files() lists; a dangling link is listed with size 0
+    (reading it reports the error)."""
     skip_real = set(os.path.realpath(path) for path in skip if path)
-    names = []
+    sizes = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for filename in filenames:
@@ -237,12 +243,13 @@ def list_files(root, exclude=(), skip=()):
             if os.path.realpath(full) in skip_real:
                 continue
             try:
-                if not stat.S_ISREG(os.stat(full).st_mode):
-                    continue
+                st = os.stat(full)
             except OSError:
-                pass  # a dangling link is still a name; reading it will report the error
-            names.append(rel)
-    return sorted(names)
+                sizes[rel] = 0
+                continue
+            if stat.S_ISREG(st.st_mode):
+                sizes[rel] = st.st_size
+    return sizes
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,7 +257,7 @@ def list_files(root, exclude=(), skip=()):
 
 
 class _Job:
-    __slots__ = ("name", "path", "size", "offset", "hasher", "fd", "busy", "done", "error", "before")
+    __slots__ = ("name", "path", "size", "offset", "hasher", "fd", "busy", "done", "before")
 
     def __init__(self, name, path, size):
         self.name = name
@@ -261,7 +268,6 @@ class _Job:
         self.fd = None
         self.busy = False
         self.done = False
-        self.error = None
         self.before = None
 
 
@@ -274,9 +280,9 @@ def hash_files(jobs, workers=0, buffer_size=DEFAULT_BUFFER, slice_size=DEFAULT_S
     was read is an error.
 
     With ``read_ahead`` > 0 a further thread asks the kernel (POSIX_FADV_WILLNEED) to load up to
-    that many bytes of each unfinished file ahead of where it is being hashed, so that on a cold
-    page cache the disk is busy while the CPUs hash. It only waits on I/O; on a warm cache it finds
-    everything resident and costs next to nothing.
+    that many bytes ahead of where each file is being hashed, and of the next file in line, so
+    that on a cold page cache the disk is busy while the CPUs hash. It only waits on I/O; on a warm
+    cache it finds everything resident and costs next to nothing.
     """
     pending = [_Job(name, path, size or 0) for name, path, size in jobs]
     if not pending:
@@ -655,15 +661,9 @@ def create(root, *, exclude=(), skip=(), workers=0, now=None):
     """
     now = time.time() if now is None else now
     started = time.monotonic()
-    names = list_files(root, exclude=exclude, skip=skip)
-    jobs = []
-    for name in names:
-        full = os.path.join(root, name)
-        try:
-            size = os.stat(full).st_size
-        except OSError:
-            size = 0  # hash_files reports why it cannot open it
-        jobs.append((name, full, size))
+    sizes = scan_files(root, exclude=exclude, skip=skip)
+    names = sorted(sizes)
+    jobs = [(name, os.path.join(root, name), sizes[name]) for name in names]
     digests, errors = hash_files(jobs, workers=workers)
     entries, files, cache = [], [], {}
     for name in names:
