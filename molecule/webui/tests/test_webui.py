@@ -1,0 +1,306 @@
+"""webui: two stand-in instances on a real nested Docker engine, gated, ready, and rolled one at a time.
+
+Traffic goes only to the molecule host this scenario created (its container address) and, from inside
+it, to loopback. The playbook runs use the scenario's converge.yml with extra variables.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+
+HOST = "qwen3vl-mol-webui"
+SCENARIO = Path(__file__).resolve().parents[1]
+KEY = "molecule-only-key-3f1c"
+MODEL = "qwen3-vl-test"
+MODEL_DIR = "/srv/models/Qwen3-VL-test"
+VLLM = ["qwen3vl-vllm-0", "qwen3vl-vllm-1"]
+UI = ["qwen3vl-webui-0", "qwen3vl-webui-1"]
+
+
+def _png(width=4, height=3):
+    raw = b"".join(b"\x00" + b"\x80\x20\x20" * width for _ in range(height))
+
+    def chunk(kind, data):
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + body).decode()
+
+
+PNG = _png()
+
+
+@pytest.fixture(scope="module")
+def address():
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()[0]
+
+
+def _http(url, body=None, key=KEY, timeout=30):
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def _chat_via_webui(address, instance, session="molecule"):
+    return _http(
+        "http://%s:%d/api/chat" % (address, 7860 + instance),
+        {"session_id": session, "message": "What is in this picture?", "image": PNG},
+        key=None,
+    )
+
+
+def converge(extra=None, check=False, expect_rc=0):
+    """Run converge.yml with extra variables (JSON); return (rc, output)."""
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml")]
+    if extra:
+        cmd += ["-e", json.dumps(extra)]
+    if check:
+        cmd.append("--check")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    if expect_rc is not None:
+        assert proc.returncode == expect_rc, out[-6000:]
+    return proc.returncode, out
+
+
+def containers(host):
+    """name -> (id, running, started_at) for every container on the nested engine."""
+    out = host.check_output("docker ps -aq | xargs -r docker inspect --format '{{json .}}'")
+    result = {}
+    for line in out.splitlines():
+        info = json.loads(line)
+        result[info["Name"].lstrip("/")] = (info["Id"], info["State"]["Running"], info["State"]["StartedAt"])
+    return result
+
+
+def recap_changed(out):
+    line = [x for x in out.splitlines() if x.startswith(HOST) and "changed=" in x][-1]
+    return int(line.split("changed=")[1].split()[0])
+
+
+def test_two_instances_running_with_role_settings(host):
+    state = containers(host)
+    for name in VLLM + UI:
+        assert state[name][1], name + " is not running"
+    inspect = json.loads(host.check_output("docker inspect qwen3vl-vllm-1"))[0]
+    args = inspect["Config"]["Cmd"]  # what follows the image's entrypoint (`vllm serve` in vLLM's image)
+    assert args[0] == "/models/Qwen3-VL-test"
+    assert args[args.index("--served-model-name") + 1] == MODEL
+    assert args[args.index("--shutdown-timeout") + 1] == "10"
+    assert json.loads(args[args.index("--limit-mm-per-prompt") + 1]) == {"image": 4, "video": 0}
+    assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert inspect["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "50m"}}
+    assert inspect["HostConfig"]["PortBindings"]["8000/tcp"][0]["HostPort"] == "8001"
+    mount = [m for m in inspect["Mounts"] if m["Destination"] == "/models/Qwen3-VL-test"]
+    assert [(m["Source"], m["RW"]) for m in mount] == [(MODEL_DIR, False)]
+    assert inspect["Config"]["Labels"]["qwen3vl.ha.gpu"] == "1"
+
+
+def test_api_key_is_not_on_any_command_line(host):
+    """The key travels in the environment, not argv, where `ps` would show it to every local user."""
+    assert KEY not in host.check_output("ps -eo args")
+    config = json.loads(host.check_output("docker inspect qwen3vl-vllm-0"))[0]["Config"]
+    assert KEY not in json.dumps(config["Cmd"])
+    assert "VLLM_API_KEY=" + KEY in config["Env"]
+
+
+@pytest.mark.parametrize("instance", [0, 1])
+def test_vllm_answers_with_the_key_and_refuses_without(address, instance):
+    status, body = _http("http://%s:%d/v1/models" % (address, 8000 + instance))
+    assert status == 200
+    assert [m["id"] for m in body["data"]] == [MODEL]
+    status, _ = _http("http://%s:%d/v1/models" % (address, 8000 + instance), key="wrong")
+    assert status == 401
+
+
+@pytest.mark.parametrize("instance", [0, 1])
+def test_webui_answers_a_chat_with_an_image_and_keeps_history_on_the_shared_dir(address, instance):
+    session = "instance-%d-%d" % (instance, time.time_ns())
+    status, body = _chat_via_webui(address, instance, session)
+    assert status == 200, body
+    assert "4x3" in body["answer"], body
+    # the other instance reads the history from the shared data directory
+    status, history = _http("http://%s:%d/api/sessions/%s" % (address, 7860 + 1 - instance, session), key=None)
+    assert status == 200
+    assert [m["role"] for m in history] == ["user", "assistant"]
+
+
+class Load:
+    """Requests to some instances through their WebUI, from threads, with a timestamp per answer."""
+
+    def __init__(self, address, instances):
+        self.address = address
+        self.instances = instances
+        self.results = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in instances]
+
+    def _run(self, instance):
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                status, _ = _chat_via_webui(self.address, instance, "load-%d" % instance)
+            except OSError as exc:  # refused, reset, timed out
+                status = repr(exc)
+            self.results.append((started, time.monotonic(), instance, status == 200, status))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+def test_a_changed_setting_restarts_instances_one_at_a_time(host, address):
+    before = containers(host)
+    with Load(address, [0, 1]) as load:
+        time.sleep(1)
+        _, out = converge({"webui_vllm_max_model_len": 16384})
+        time.sleep(1)
+    after = containers(host)
+    for name in VLLM:
+        assert after[name][0] != before[name][0], name + " was not recreated"
+    for name in UI:
+        assert after[name][0] == before[name][0], name + " was recreated but nothing of it changed"
+    assert "16384" in json.loads(host.check_output("docker inspect qwen3vl-vllm-0"))[0]["Config"]["Cmd"]
+    ok = [r for r in load.results if r[3]]
+    failed = [r for r in load.results if not r[3]]
+    assert ok, "no request succeeded: %s" % load.results[:5]
+    # whenever one instance failed, the other answered a request that overlapped it in time
+    for start, end, instance, _, status in failed:
+        partners = [r for r in ok if r[2] != instance and r[0] <= end + 0.5 and r[1] >= start - 0.5]
+        assert partners, "instance %d failed (%s) while the other did not answer either" % (instance, status)
+    # the two restarts did not overlap: every failure of instance 0 comes before every failure of 1
+    failures = {i: [r[0] for r in failed if r[2] == i] for i in (0, 1)}
+    # for the record (README): requests sent, and failures per instance while it was being replaced
+    record = {"requests": len(load.results), "failed": {i: len(failures[i]) for i in (0, 1)}}
+    (SCENARIO.parents[1] / ".cache" / "molecule-webui-rolling.json").write_text(json.dumps(record))
+    if failures[0] and failures[1]:
+        assert max(failures[0]) < min(failures[1]), failures
+    assert "did not become ready" not in out
+    converge()  # back to the scenario's settings (both are rolled once more)
+
+
+def test_a_change_to_one_instance_leaves_the_other_answering(host, address):
+    """Instance 1 gets its own copy of the model; instance 0, under load all along, must not fail once."""
+    host.run_expect([0], "rm -rf /srv/models/copy && cp -a %s /srv/models/copy" % MODEL_DIR)
+    before = containers(host)
+    with Load(address, [0]) as load:
+        time.sleep(1)
+        converge({"webui_instances": [{"gpu": 0}, {"gpu": 1, "model_dir": "/srv/models/copy"}]})
+        time.sleep(1)
+    after = containers(host)
+    assert after["qwen3vl-vllm-0"][0] == before["qwen3vl-vllm-0"][0]
+    assert after["qwen3vl-vllm-1"][0] != before["qwen3vl-vllm-1"][0]
+    assert len(load.results) > 10
+    assert [r for r in load.results if not r[3]] == []
+    converge()  # back to the scenario's settings (instance 1 is recreated once more)
+
+
+def test_second_converge_changes_nothing_and_check_mode_is_clean():
+    _, out = converge()
+    assert recap_changed(out) == 0, out[-3000:]
+    _, out = converge(check=True)
+    assert recap_changed(out) == 0, out[-3000:]
+
+
+def test_corrupted_model_blocks_only_its_instance(host, address):
+    host.run_expect(
+        [0],
+        "rm -rf /srv/models/bad && cp -a %s /srv/models/bad && "
+        "printf 'X' | dd of=/srv/models/bad/model-00002-of-00002.safetensors bs=1 seek=4096 conv=notrunc" % MODEL_DIR,
+    )
+    host.run_expect([0], "docker rm -f qwen3vl-vllm-1")
+    before = containers(host)
+    plan = {"webui_instances": [{"gpu": 0}, {"gpu": 1, "model_dir": "/srv/models/bad"}]}
+    _, out = converge(plan)
+    assert "model checksum failed for /srv/models/bad" in out
+    assert "model-00002-of-00002.safetensors" in out
+    after = containers(host)
+    assert "qwen3vl-vllm-1" not in after, "a blocked instance was started"
+    assert after["qwen3vl-vllm-0"][0] == before["qwen3vl-vllm-0"][0]
+    assert _chat_via_webui(address, 0)[0] == 200
+    # the same with webui_blocked_action=fail: the host fails before anything changes
+    rc, out = converge(dict(plan, webui_blocked_action="fail"), expect_rc=None)
+    assert rc != 0
+    assert "qwen3vl-vllm-1 may not start" in out
+    assert recap_changed(out) == 0
+    converge()
+    assert containers(host)["qwen3vl-vllm-1"][1]
+
+
+def test_unhealthy_gpu_blocks_only_its_instance(host, address):
+    host.run_expect([0], "docker rm -f qwen3vl-vllm-1")
+    args = {
+        "backend": "nvidia_smi",
+        "nvidia_smi_path": "/opt/qwen3vl-test/bin/nvidia-smi-standin-h100_2x_gpu1_dbe",
+        "xid_source": "none",
+    }
+    _, out = converge({"webui_gpu_health_args": args})
+    assert "GPU 1 is unhealthy" in out
+    assert "qwen3vl-vllm-1" not in containers(host)
+    assert _chat_via_webui(address, 0)[0] == 200
+    converge()
+    assert containers(host)["qwen3vl-vllm-1"][1]
+
+
+def test_readiness_timeout_fails_with_the_container_log(host):
+    host.run_expect([0], "docker rm -f qwen3vl-vllm-1")
+    env = {"HF_HUB_OFFLINE": "1", "STANDIN_STARTUP_DELAY": "60", "STANDIN_TOKEN_DELAY": "0.01"}
+    rc, out = converge({"webui_vllm_env": env, "webui_vllm_start_period": 5}, expect_rc=None)
+    assert rc != 0
+    assert "qwen3vl-vllm-0 did not become ready" in out or "qwen3vl-vllm-1 did not become ready" in out
+    assert "loading model weights" in out.lower()
+    converge()
+
+
+BAD_INPUT = [
+    ({"webui_gpus": [0, 5]}, "webui_gpus[1]: GPU index 5 does not exist on this host"),
+    (
+        {"webui_instances": [{"gpu": 0}, {"gpu": 1, "vllm_port": 8000}]},
+        "webui_instances[1].vllm_port: port 8000 is already used by webui_instances[0] (vllm_port)",
+    ),
+    ({"webui_model_dir": "/srv/models/missing"}, "webui_model_dir: /srv/models/missing does not exist"),
+    ({"webui_vllm_extra_args": ["--port", "9000"]}, "webui_vllm_extra_args[0]: '--port' collides with --port"),
+    ({"webui_vllm_env": {"VLLM_API_KEY": "x"}}, "webui_vllm_env: VLLM_API_KEY is set by the role"),
+    ({"webui_blocked_action": "ignore"}, "webui_blocked_action"),
+    ({"webui_vllm_api_key": ""}, "webui_vllm_api_key: empty"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[m.split(":")[0] for _, m in BAD_INPUT])
+def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra, message):
+    before = containers(host)
+    rc, out = converge(extra, expect_rc=None)
+    assert rc != 0
+    assert message in out, out[-3000:]
+    assert recap_changed(out) == 0
+    assert containers(host) == before
