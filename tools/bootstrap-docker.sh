@@ -88,8 +88,11 @@ image() {
     log "image $IMAGE is up to date (recipe $want)"
     return 0
   fi
-  [ -n "$have" ] && log "image $IMAGE has recipe $have, want $want: rebuilding" \
-                 || log "image $IMAGE missing: building (recipe $want)"
+  if [ -n "$have" ]; then
+    log "image $IMAGE has recipe $have, want $want: rebuilding"
+  else
+    log "image $IMAGE missing: building (recipe $want)"
+  fi
   command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
   need_root "debootstrap"
   ROOTFS="$(mktemp -d /var/tmp/qwen3vl-rootfs.XXXXXX)"

@@ -18,6 +18,7 @@ timed() { local t0=$SECONDS; "$@"; printf 'lab: %s took %ds\n' "$*" $((SECONDS -
 setup() {
   timed tools/bootstrap-venv.sh
   timed tools/bootstrap-docker.sh
+  timed tools/build-standin-images.sh
 }
 
 venv() { # shellcheck disable=SC1091

@@ -9,7 +9,7 @@
 # an earlier one failed; the exit status is non-zero when any failed. The last line reads
 # "N passed, N failed" (stages).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
 SKIP=" ${QWEN3VL_SKIP:-} "
 passed=0; failed=0; failures=(); timings=()

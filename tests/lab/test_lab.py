@@ -2,8 +2,11 @@
 converge and a --check run report changed=0; `tools/lab.sh down` leaves no container, volume or
 network behind. Runs the real scripts a user runs (slow: several minutes)."""
 
+import base64
+import json
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,29 @@ def test_up_converges_and_prints_summary(lab):
     for host in HOSTS:
         assert re.search(rf"^{host}\s+172\.29\.72\.\d+\s", out, re.M), f"{host} missing from summary"
     assert re.search(r"^gpu1 .*docker=running", out, re.M)
+    for host in ("gpu1", "gpu2"):
+        assert re.search(rf"^{host} .*qwen3vl-vllm-0=running qwen3vl-webui-0=running", out, re.M), host
+
+
+@pytest.mark.parametrize(("host", "address"), [("gpu1", "172.29.72.21"), ("gpu2", "172.29.72.22")])
+def test_each_gpu_host_answers_a_chat_through_its_webui(lab, host, address):
+    """The stand-in instance site.yml started: WebUI -> vLLM, with the image, as a user would call it."""
+    assert lab[0] == 0
+    png = (REPO / "tests" / "fixtures" / "images" / "tiny.png").read_bytes()
+    body = json.dumps(
+        {
+            "session_id": "lab-" + host,
+            "message": "What is this?",
+            "image": "data:image/png;base64," + base64.b64encode(png).decode(),
+        }
+    ).encode()
+    req = urllib.request.Request(
+        f"http://{address}:7860/api/chat", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        answer = json.loads(resp.read())
+    assert answer["instance"] == f"{host}-qwen3vl-webui-0"
+    assert "PNG" in answer["answer"], answer
 
 
 def test_all_six_hosts_run_systemd(lab):

@@ -27,7 +27,7 @@ UI = ["qwen3vl-webui-0", "qwen3vl-webui-1"]
 
 
 def _png(width=4, height=3):
-    raw = b"".join(b"\x00" + b"\x80\x20\x20" * width for _ in range(height))
+    raw = b"".join(b"\x00" + b"\x80\x20\x20" * width for _row in range(height))
 
     def chunk(kind, data):
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
@@ -132,7 +132,7 @@ def test_vllm_answers_with_the_key_and_refuses_without(address, instance):
     status, body = _http("http://%s:%d/v1/models" % (address, 8000 + instance))
     assert status == 200
     assert [m["id"] for m in body["data"]] == [MODEL]
-    status, _ = _http("http://%s:%d/v1/models" % (address, 8000 + instance), key="wrong")
+    status = _http("http://%s:%d/v1/models" % (address, 8000 + instance), key="wrong")[0]
     assert status == 401
 
 
@@ -162,7 +162,7 @@ class Load:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                status, _ = _chat_via_webui(self.address, instance, "load-%d" % instance)
+                status = _chat_via_webui(self.address, instance, "load-%d" % instance)[0]
             except OSError as exc:  # refused, reset, timed out
                 status = repr(exc)
             self.results.append((started, time.monotonic(), instance, status == 200, status))
@@ -183,7 +183,7 @@ def test_a_changed_setting_restarts_instances_one_at_a_time(host, address):
     before = containers(host)
     with Load(address, [0, 1]) as load:
         time.sleep(1)
-        _, out = converge({"webui_vllm_max_model_len": 16384})
+        out = converge({"webui_vllm_max_model_len": 16384})[1]
         time.sleep(1)
     after = containers(host)
     for name in VLLM:
@@ -195,7 +195,7 @@ def test_a_changed_setting_restarts_instances_one_at_a_time(host, address):
     failed = [r for r in load.results if not r[3]]
     assert ok, "no request succeeded: %s" % load.results[:5]
     # whenever one instance failed, the other answered a request that overlapped it in time
-    for start, end, instance, _, status in failed:
+    for start, end, instance, _ok, status in failed:
         partners = [r for r in ok if r[2] != instance and r[0] <= end + 0.5 and r[1] >= start - 0.5]
         assert partners, "instance %d failed (%s) while the other did not answer either" % (instance, status)
     # the two restarts did not overlap: every failure of instance 0 comes before every failure of 1
@@ -226,9 +226,9 @@ def test_a_change_to_one_instance_leaves_the_other_answering(host, address):
 
 
 def test_second_converge_changes_nothing_and_check_mode_is_clean():
-    _, out = converge()
+    out = converge()[1]
     assert recap_changed(out) == 0, out[-3000:]
-    _, out = converge(check=True)
+    out = converge(check=True)[1]
     assert recap_changed(out) == 0, out[-3000:]
 
 
@@ -241,7 +241,7 @@ def test_corrupted_model_blocks_only_its_instance(host, address):
     host.run_expect([0], "docker rm -f qwen3vl-vllm-1")
     before = containers(host)
     plan = {"webui_instances": [{"gpu": 0}, {"gpu": 1, "model_dir": "/srv/models/bad"}]}
-    _, out = converge(plan)
+    out = converge(plan)[1]
     assert "model checksum failed for /srv/models/bad" in out
     assert "model-00002-of-00002.safetensors" in out
     after = containers(host)
@@ -264,7 +264,7 @@ def test_unhealthy_gpu_blocks_only_its_instance(host, address):
         "nvidia_smi_path": "/opt/qwen3vl-test/bin/nvidia-smi-standin-h100_2x_gpu1_dbe",
         "xid_source": "none",
     }
-    _, out = converge({"webui_gpu_health_args": args})
+    out = converge({"webui_gpu_health_args": args})[1]
     assert "GPU 1 is unhealthy" in out
     assert "qwen3vl-vllm-1" not in containers(host)
     assert _chat_via_webui(address, 0)[0] == 200
@@ -296,7 +296,7 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[m.split(":")[0] for _, m in BAD_INPUT])
+@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[case[1].split(":")[0] for case in BAD_INPUT])
 def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra, message):
     before = containers(host)
     rc, out = converge(extra, expect_rc=None)

@@ -10,8 +10,8 @@ FACTS = {"count": 2, "indices": [0, 1], "uuids": [UUID0, UUID1], "usable_indices
 BASE = {"model_dir": "/srv/models/Qwen3-VL-4B-Instruct", "gpu_check": True}
 
 
-def plan(facts=FACTS, **config):
-    return core.plan(dict(BASE, **config), facts)
+def plan(facts=None, **config):
+    return core.plan(dict(BASE, **config), FACTS if facts is None else facts)
 
 
 def test_auto_makes_one_instance_per_gpu_with_consecutive_ports():
