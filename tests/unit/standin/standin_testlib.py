@@ -13,16 +13,12 @@ import time
 import zlib
 from pathlib import Path
 
+from standin_procs import free_port  # noqa: F401  (re-exported for the stand-in tests)
+
 STANDIN_DIR = Path(__file__).resolve().parents[3] / "tests" / "standin"
 VLLM = STANDIN_DIR / "vllm_standin.py"
 WEBUI = STANDIN_DIR / "webui_standin.py"
 LOOPBACK = "127.0.0.1"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port):

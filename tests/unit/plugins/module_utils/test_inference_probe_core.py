@@ -8,28 +8,22 @@ short, a server too slow to answer, TLS)."""
 import datetime
 import ipaddress
 import json
-import os
 import re
-import socket
 import ssl
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from standin_procs import free_port, start, stop
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import inference_probe as core
 
-REPO = Path(__file__).resolve().parents[4]
-STANDIN = REPO / "tests" / "standin" / "vllm_standin.py"
 MODEL = "Qwen3-VL-4B-Instruct"
 KEY = "core-test-key-7f3a9c"
 
@@ -37,46 +31,14 @@ KEY = "core-test-key-7f3a9c"
 # -- servers ------------------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, proc, seconds=15):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("the stand-in exited with %s:\n%s" % (proc.returncode, proc.stdout.read()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail("the stand-in did not open port %d within %d s" % (port, seconds))
-
-
 def start_standin(model_dir, *extra_args, api_key=KEY, env=None, wait=True):
     port = free_port()
-    cmd = [sys.executable, str(STANDIN), str(model_dir), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [str(model_dir), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--served-model-name", MODEL, *extra_args]
     if api_key:
         cmd += ["--api-key", api_key]
-    full_env = dict(os.environ, STANDIN_TOKEN_DELAY="0.01", **(env or {}))
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if wait:
-        wait_for_port(port, proc)
+    proc = start("vllm_standin.py", cmd, dict({"STANDIN_TOKEN_DELAY": "0.01"}, **(env or {})), port, wait)
     return proc, "http://127.0.0.1:%d" % port
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,66 +2,23 @@
 (tests/standin/) started as subprocesses on 127.0.0.1."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from module_runner import run_module as run_any
+from standin_procs import free_port, start, stop
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils.inference_probe import tiny_png
 
 REPO = Path(__file__).resolve().parents[4]
-STANDIN = REPO / "tests" / "standin"
 MODEL = "Qwen3-VL-4B-Instruct"
 KEY = "sk-qwen3vl-PROBE-d41d8cd98f00"  # distinctive: searched for in everything the module returns
 
 
 def run_module(args, check=False):
     return run_any("qwen3vl.ha.inference_probe", args, check=check)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(script, args, env, port, wait=True):
-    """Start a stand-in; with wait, return once its port accepts connections."""
-    proc = subprocess.Popen(
-        [sys.executable, str(STANDIN / script), *args],
-        env=dict(os.environ, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 15
-    while wait:
-        if proc.poll() is not None:
-            pytest.fail("%s exited with %s:\n%s" % (script, proc.returncode, proc.stdout.read()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("%s did not open port %d" % (script, port))
-            time.sleep(0.05)
-    return proc
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
