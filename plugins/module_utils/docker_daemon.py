@@ -211,9 +211,13 @@ def changed_keys(before, after):
     return sorted(k for k in set(before) | set(after) if before.get(k, _MISSING) != after.get(k, _MISSING))
 
 
-def needs_restart(keys):
-    """True when a change of these keys is not picked up by a reload (SIGHUP)."""
-    return any(k not in RELOADABLE_KEYS for k in keys)
+def needs_restart(keys, removed=()):
+    """True when a change of these keys is not picked up by a reload (SIGHUP).
+
+    A removed key always needs a restart: on reload dockerd only applies the keys present in the file,
+    so the value of a deleted one (a reloadable one such as default-runtime included) stays in force.
+    """
+    return bool(removed) or any(k not in RELOADABLE_KEYS for k in keys)
 
 
 def render(settings):

@@ -92,7 +92,9 @@ changed_keys:
   elements: str
   sample: ["runtimes"]
 needs_restart:
-  description: True when a changed key is not re-read by dockerd on reload (SIGHUP).
+  description:
+    - True when a changed key is not re-read by dockerd on reload (SIGHUP), or a key was removed (a reload
+      leaves a removed key's old value in force).
   returned: success
   type: bool
   sample: false
@@ -152,7 +154,7 @@ def main():
         changed=changed,
         config=after,
         changed_keys=keys,
-        needs_restart=docker_daemon.needs_restart(keys),
+        needs_restart=docker_daemon.needs_restart(keys, removed=[k for k in keys if k not in after]),
         diff=dict(before=old_text, after=new_text, before_header=path, after_header=path),
     )
     if changed and not module.check_mode:

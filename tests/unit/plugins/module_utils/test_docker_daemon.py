@@ -64,6 +64,8 @@ def test_changed_keys_and_restart_decision():
     assert dd.needs_restart(keys) is True  # mtu needs a restart
     assert dd.needs_restart(["labels", "registry-mirrors", "runtimes"]) is False
     assert dd.needs_restart([]) is False
+    # a reload keeps a deleted key's old value, so removing even a reloadable key needs a restart
+    assert dd.needs_restart(["default-runtime"], removed=["default-runtime"]) is True
 
 
 def test_parse_and_render():

@@ -42,6 +42,15 @@ def test_reloadable_change_does_not_need_restart(path):
     assert res["changed"] is True and res["needs_restart"] is False
 
 
+def test_removing_a_reloadable_key_needs_a_restart(path):
+    path.parent.mkdir()
+    path.write_text('{"default-runtime": "nvidia", "labels": ["x"]}')
+    res = run_module({"path": str(path), "settings": {}, "remove": ["default-runtime"]})
+    assert res["changed"] is True and res["changed_keys"] == ["default-runtime"]
+    assert res["needs_restart"] is True
+    assert json.loads(path.read_text()) == {"labels": ["x"]}
+
+
 def test_check_mode_writes_nothing_and_shows_diff(path):
     res = run_module({"path": str(path), "settings": {"live-restore": True}}, check=True, diff=True)
     assert res["changed"] is True
