@@ -34,8 +34,17 @@ def lab_leftovers():
 
 
 @pytest.fixture(scope="module")
-def lab():
+def fresh_check():
+    """site.yml --check on brand-new hosts (nothing installed yet), before the lab is converged."""
     sh("tools/lab.sh", "down")
+    assert sh("tools/build-standin-images.sh")[0] == 0
+    rc, out = sh(".venv/bin/ansible-playbook", "-i", "inventories/lab", "tests/lab/up.yml")
+    assert rc == 0, out[-3000:]
+    return sh(".venv/bin/ansible-playbook", "-i", "inventories/lab", "site.yml", "--check")
+
+
+@pytest.fixture(scope="module")
+def lab(fresh_check):
     rc, out = sh("tools/lab.sh", "up")
     yield rc, out
     rc_down, out_down = sh("tools/lab.sh", "down")
@@ -75,6 +84,14 @@ def test_each_gpu_host_answers_a_chat_through_its_webui(lab, host, address):
         answer = json.loads(resp.read())
     assert answer["instance"] == f"{host}-qwen3vl-webui-0"
     assert "PNG" in answer["answer"], answer
+
+
+def test_check_mode_on_new_hosts_passes(fresh_check):
+    rc, out = fresh_check
+    assert rc == 0, out[-4000:]
+    rows = recap(out)
+    assert set(rows) >= {"gpu1", "gpu2"} and all(r["failed"] == 0 for r in rows.values()), out[-4000:]
+    assert "Docker is not installed yet on gpu1 (check mode)" in out
 
 
 def test_all_six_hosts_run_systemd(lab):
