@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from standin_testlib import LOOPBACK, VLLM, WEBUI, Proc, free_port
+from standin_procs import free_port
+from standin_testlib import LOOPBACK, VLLM, WEBUI, Proc
 
 
 @pytest.fixture

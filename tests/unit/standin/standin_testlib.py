@@ -13,8 +13,6 @@ import time
 import zlib
 from pathlib import Path
 
-from standin_procs import free_port  # noqa: F401  (re-exported for the stand-in tests)
-
 STANDIN_DIR = Path(__file__).resolve().parents[3] / "tests" / "standin"
 VLLM = STANDIN_DIR / "vllm_standin.py"
 WEBUI = STANDIN_DIR / "webui_standin.py"

@@ -12,7 +12,8 @@ import threading
 import time
 
 import pytest
-from standin_testlib import LOOPBACK, data_url, free_port, png, request, sse_events
+from standin_procs import free_port
+from standin_testlib import LOOPBACK, data_url, png, request, sse_events
 
 MODEL = "qwen3-vl-4b"
 KEY = "sekrit"
