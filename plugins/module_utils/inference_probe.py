@@ -46,6 +46,8 @@ import zlib
 DEFAULT_PROMPT = "Describe this image in one short sentence."
 FINISH_REASONS = ("stop", "length", "tool_calls", "function_call", "content_filter")
 ANSWER_LIMIT = 500  # characters of the answer returned
+# What chat_step reports about the answer; probe() returns the same keys (None when chat did not run).
+CHAT_DETAILS = ("answer", "answer_from", "finish_reason", "usage", "ttft_s", "latency_s")
 EXCERPT_LIMIT = 300  # characters of an error body quoted in a message
 MAX_BODY = 4 << 20  # bytes read from a non-streamed answer
 MAX_IMAGE = 10 << 20  # bytes: an image_path larger than this is not a probe image
@@ -456,14 +458,7 @@ def chat_step(client, *, url, headers, body, timeout):
     target = url + "/v1/chat/completions"
     step = _step("chat", target)
     step["attempts"] = 1
-    details = {
-        "answer": None,
-        "answer_from": None,
-        "finish_reason": None,
-        "usage": None,
-        "ttft_s": None,
-        "latency_s": None,
-    }
+    details = dict.fromkeys(CHAT_DETAILS)
     start = time.monotonic()
     try:
         if body.get("stream"):
@@ -697,12 +692,7 @@ def probe(
         "changed": False,
         "models": [],
         "steps": [],
-        "answer": None,
-        "answer_from": None,
-        "finish_reason": None,
-        "usage": None,
-        "ttft_s": None,
-        "latency_s": None,
+        **dict.fromkeys(CHAT_DETAILS),
         "attempts": 0,
         "elapsed_s": None,
     }
