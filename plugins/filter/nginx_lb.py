@@ -1,0 +1,40 @@
+# Copyright (c) 2026 qwen3vl.ha developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters: the nginx_lb role's upstream servers from the inventory, and its preflight checks."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.qwen3vl.ha.plugins.module_utils import nginx_lb_plan as core
+
+
+def _backend(host_vars):
+    """The record core.upstreams needs, from one backend host's variables (a hostvars entry)."""
+    name = host_vars.get("inventory_hostname")
+    local = host_vars.get("ansible_local") or (host_vars.get("ansible_facts") or {}).get("local") or {}
+    return {
+        "host": name,
+        "address": host_vars.get("qwen3vl_backend_address") or host_vars.get("ansible_host") or name,
+        "deployed": host_vars.get("webui_deployed") or local.get("qwen3vl_webui"),
+    }
+
+
+def nginx_lb_upstreams(backend_hostvars, webui_servers=None, api_servers=None, unreachable=None):
+    """Return {"webui", "api", "skipped", "errors"} for the backend hosts whose variables are given."""
+    if not isinstance(backend_hostvars, list):
+        raise AnsibleFilterError("nginx_lb_upstreams: the input must be a list of backend hosts' variables")
+    backends = [_backend(hv) for hv in backend_hostvars]
+    return core.upstreams(backends, webui_servers, api_servers, unreachable)
+
+
+def nginx_lb_errors(config):
+    """Return one message per setting in ``config`` (role variables without the prefix) that cannot work."""
+    if not isinstance(config, dict):
+        raise AnsibleFilterError("nginx_lb_errors: the input must be a mapping of the role's settings")
+    return core.config_errors(config)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"nginx_lb_upstreams": nginx_lb_upstreams, "nginx_lb_errors": nginx_lb_errors}

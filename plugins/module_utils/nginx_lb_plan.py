@@ -1,0 +1,188 @@
+# Copyright (c) 2026 qwen3vl.ha developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn the inventory into nginx upstream servers, and the nginx_lb role's settings into error messages.
+
+Pure Python (no Ansible imports): the filter plugins ``qwen3vl.ha.nginx_lb_upstreams`` and
+``qwen3vl.ha.nginx_lb_errors`` wrap it and unit tests call it directly.
+
+Upstreams: every model instance of every backend (GPU) host. What runs on a GPU host is what the webui
+role recorded there (the ``webui_deployed`` fact in the same run, or the ``qwen3vl_webui`` local fact
+that role writes to /etc/ansible/facts.d). An instance the webui role blocked (bad weights, sick GPU)
+is not running, so it is left out with the reason, instead of costing every client a failed attempt.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+_TIME = re.compile(r"^[0-9]+(ms|s|m|h)?$")
+_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$")
+_USER = re.compile(r"^[^:\s]+$")
+
+
+def server_address(address, port):
+    """``host:port`` for nginx, with brackets around an IPv6 address."""
+    try:
+        if ipaddress.ip_address(str(address)).version == 6:
+            return "[%s]:%d" % (address, port)
+    except ValueError:
+        pass
+    return "%s:%d" % (address, port)
+
+
+def _instances(deployed):
+    if isinstance(deployed, dict) and isinstance(deployed.get("instances"), list):
+        return deployed["instances"]
+    return None
+
+
+def _valid_port(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None):
+    """Compute the two upstreams (WebUI ports, vLLM API ports) from the backend hosts.
+
+    ``backends``: [{"host": name, "address": addr, "deployed": {"instances": [...]} or None}].
+    Each instance needs ``ui_port`` and ``vllm_port``; ``blocked`` (non-empty) leaves it out.
+    ``webui_servers`` / ``api_servers``: explicit "host:port" lists that replace the computed ones.
+    ``unreachable``: hosts that could not be asked; without a record they are skipped, not an error.
+
+    Returns {"webui": [{"server", "host", "instance"}], "api": [...], "skipped": [...], "errors": [...]}.
+    """
+    result = {"webui": [], "api": [], "skipped": [], "errors": []}
+    explicit = {"webui": list(webui_servers or []), "api": list(api_servers or [])}
+    for kind, servers in explicit.items():
+        if servers:
+            result[kind] = [{"server": str(s), "host": "", "instance": ""} for s in servers]
+    if explicit["webui"] and explicit["api"]:
+        return _check_duplicates(result)
+    for backend in backends or []:
+        host = backend.get("host", "?")
+        address = backend.get("address") or host
+        instances = _instances(backend.get("deployed"))
+        if instances is None and host in (unreachable or ()):
+            result["skipped"].append("%s: unreachable, and no record of its instances in this run" % host)
+            continue
+        if instances is None:
+            result["errors"].append(
+                "%s: no webui instances recorded on this host (run the webui play on it first, or list "
+                "the servers in nginx_lb_webui_servers and nginx_lb_api_servers)" % host
+            )
+            continue
+        for index, inst in enumerate(instances):
+            name = inst.get("ui_name") or "instance %d" % index
+            if inst.get("blocked"):
+                result["skipped"].append("%s %s: %s" % (host, name, inst["blocked"]))
+                continue
+            for kind, port_key in (("webui", "ui_port"), ("api", "vllm_port")):
+                if explicit[kind]:
+                    continue
+                port = inst.get(port_key)
+                if not _valid_port(port):
+                    result["errors"].append("%s %s: %s %r is not a port" % (host, name, port_key, port))
+                    continue
+                result[kind].append({"server": server_address(address, port), "host": host, "instance": name})
+    host_errors = bool(result["errors"])
+    for kind in ("webui", "api"):
+        if not result[kind] and not host_errors:
+            result["errors"].append(
+                "no %s servers: no running model instance on any host of the backend group "
+                "(nginx_lb_backend_group), and nginx_lb_%s_servers is empty" % (kind, kind)
+            )
+    return _check_duplicates(result)
+
+
+def _check_duplicates(result):
+    for kind in ("webui", "api"):
+        seen = set()
+        for entry in result[kind]:
+            if entry["server"] in seen:
+                result["errors"].append("%s upstream lists %s twice" % (kind, entry["server"]))
+            seen.add(entry["server"])
+    return result
+
+
+def _time_errors(cfg, keys):
+    return [
+        "nginx_lb_%s: %r is not an nginx time (e.g. 2s, 500ms, 10m)" % (key, cfg[key])
+        for key in keys
+        if key in cfg and not _TIME.match(str(cfg[key]))
+    ]
+
+
+def _path_errors(cfg):
+    errors = []
+    for key in ("webui_locations", "api_paths", "denied_paths"):
+        for path in cfg.get(key) or []:
+            if not isinstance(path, str) or not _PATH.match(path):
+                errors.append(
+                    "nginx_lb_%s: %r must be a URL path starting with / (no spaces, quotes or braces)" % (key, path)
+                )
+    allowed = set(cfg.get("api_paths") or [])
+    overlap = sorted(allowed.intersection(cfg.get("denied_paths") or []))
+    if overlap:
+        errors.append("nginx_lb_api_paths: %s also in nginx_lb_denied_paths" % ", ".join(overlap))
+    return errors
+
+
+def _auth_errors(cfg):
+    errors = []
+    names = []
+    for index, user in enumerate(cfg.get("basic_auth_users") or []):
+        if not isinstance(user, dict) or not user.get("name") or not user.get("password"):
+            errors.append("nginx_lb_basic_auth_users[%d]: needs a name and a password" % index)
+            continue
+        if not _USER.match(str(user["name"])):
+            errors.append("nginx_lb_basic_auth_users[%d]: name %r has a colon or a space" % (index, user["name"]))
+        names.append(user["name"])
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errors.append("nginx_lb_basic_auth_users: %s listed twice" % ", ".join(dupes))
+    return errors
+
+
+def _tls_errors(cfg):
+    cert = (cfg.get("tls_certificate") or "").strip()
+    key = (cfg.get("tls_private_key") or "").strip()
+    if cert and not key:
+        return ["nginx_lb_tls_private_key: empty, but nginx_lb_tls_certificate is set (give both, or neither for a self-signed one)"]
+    if key and not cert:
+        return ["nginx_lb_tls_certificate: empty, but nginx_lb_tls_private_key is set (give both, or neither for a self-signed one)"]
+    errors = []
+    if cert and "-----BEGIN CERTIFICATE-----" not in cert:
+        errors.append("nginx_lb_tls_certificate: not a PEM certificate (no BEGIN CERTIFICATE line)")
+    if key and not re.search(r"-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----", key):
+        errors.append("nginx_lb_tls_private_key: not a PEM private key (no BEGIN PRIVATE KEY line)")
+    if "ENCRYPTED" in key:
+        errors.append("nginx_lb_tls_private_key: encrypted keys need a passphrase at every reload; give an unencrypted key (from Vault)")
+    return errors
+
+
+def config_errors(cfg):
+    """Messages naming the variable for each setting of the nginx_lb role that cannot work.
+
+    ``cfg``: the role's settings without the ``nginx_lb_`` prefix.
+    """
+    errors = []
+    errors += _tls_errors(cfg)
+    errors += _auth_errors(cfg)
+    errors += _path_errors(cfg)
+    errors += _time_errors(
+        cfg,
+        ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout", "next_upstream_timeout", "fail_timeout"),
+    )
+    if "client_max_body_size" in cfg and not _SIZE.match(str(cfg["client_max_body_size"])):
+        errors.append("nginx_lb_client_max_body_size: %r is not an nginx size (e.g. 10m)" % cfg["client_max_body_size"])
+    for key in ("http_port", "https_port"):
+        if key in cfg and not _valid_port(cfg[key]):
+            errors.append("nginx_lb_%s: %r is not a port" % (key, cfg[key]))
+    if cfg.get("http_port") == cfg.get("https_port") and "http_port" in cfg:
+        errors.append("nginx_lb_http_port and nginx_lb_https_port: both %s" % cfg["http_port"])
+    for key, low in (("max_fails", 0), ("next_upstream_tries", 1), ("keepalive", 0)):
+        value = cfg.get(key)
+        if key in cfg and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            errors.append("nginx_lb_%s: %r must be an integer >= %d" % (key, value, low))
+    return errors
