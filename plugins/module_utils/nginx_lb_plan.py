@@ -77,7 +77,8 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None):
             if inst.get("blocked"):
                 result["skipped"].append("%s %s: %s" % (host, name, inst["blocked"]))
                 continue
-            for kind, port_key in (("webui", "ui_port"), ("api", "vllm_port")):
+            for kind, port_key, name_key in (("webui", "ui_port", "ui_name"), ("api", "vllm_port", "vllm_name")):
+                name = inst.get(name_key) or "instance %d" % index
                 if explicit[kind]:
                     continue
                 port = inst.get(port_key)

@@ -6,7 +6,13 @@ from ansible_collections.qwen3vl.ha.plugins.module_utils import nginx_lb_plan as
 
 
 def inst(n, blocked=""):
-    return {"ui_name": "qwen3vl-webui-%d" % n, "ui_port": 7860 + n, "vllm_port": 8000 + n, "blocked": blocked}
+    return {
+        "ui_name": "qwen3vl-webui-%d" % n,
+        "vllm_name": "qwen3vl-vllm-%d" % n,
+        "ui_port": 7860 + n,
+        "vllm_port": 8000 + n,
+        "blocked": blocked,
+    }
 
 
 def host(name, address, *instances):
@@ -24,6 +30,7 @@ def test_every_instance_of_every_host_becomes_a_webui_and_an_api_server():
     assert servers(result, "api") == ["10.0.0.21:8000", "10.0.0.21:8001", "10.0.0.22:8000"]
     assert result["webui"][1]["host"] == "gpu1"
     assert result["webui"][1]["instance"] == "qwen3vl-webui-1"
+    assert result["api"][1]["instance"] == "qwen3vl-vllm-1"
 
 
 def test_a_blocked_instance_is_left_out_with_its_reason():
