@@ -20,12 +20,12 @@ def _backend(host_vars):
     }
 
 
-def nginx_lb_upstreams(backend_hostvars, webui_servers=None, api_servers=None, unreachable=None):
+def nginx_lb_upstreams(backend_hostvars, webui_servers=None, api_servers=None, unreachable=None, check_mode=False):
     """Return {"webui", "api", "skipped", "errors"} for the backend hosts whose variables are given."""
     if not isinstance(backend_hostvars, list):
         raise AnsibleFilterError("nginx_lb_upstreams: the input must be a list of backend hosts' variables")
     backends = [_backend(hv) for hv in backend_hostvars]
-    return core.upstreams(backends, webui_servers, api_servers, unreachable)
+    return core.upstreams(backends, webui_servers, api_servers, unreachable, bool(check_mode))
 
 
 def nginx_lb_errors(config):

@@ -42,13 +42,15 @@ def _valid_port(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
-def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None):
+def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, check_mode=False):
     """Compute the two upstreams (WebUI ports, vLLM API ports) from the backend hosts.
 
     ``backends``: [{"host": name, "address": addr, "deployed": {"instances": [...]} or None}].
     Each instance needs ``ui_port`` and ``vllm_port``; ``blocked`` (non-empty) leaves it out.
     ``webui_servers`` / ``api_servers``: explicit "host:port" lists that replace the computed ones.
     ``unreachable``: hosts that could not be asked; without a record they are skipped, not an error.
+    ``check_mode``: a dry run on new hosts, where the webui role has recorded nothing yet: hosts without
+    a record are skipped and empty upstreams are allowed (nothing is written in check mode).
 
     Returns {"webui": [{"server", "host", "instance"}], "api": [...], "skipped": [...], "errors": [...]}.
     """
@@ -65,6 +67,9 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None):
         instances = _instances(backend.get("deployed"))
         if instances is None and host in (unreachable or ()):
             result["skipped"].append("%s: unreachable, and no record of its instances in this run" % host)
+            continue
+        if instances is None and check_mode:
+            result["skipped"].append("%s: no record of its instances yet (check mode)" % host)
             continue
         if instances is None:
             result["errors"].append(
@@ -86,7 +91,7 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None):
                     result["errors"].append("%s %s: %s %r is not a port" % (host, name, port_key, port))
                     continue
                 result[kind].append({"server": server_address(address, port), "host": host, "instance": name})
-    host_errors = bool(result["errors"])
+    host_errors = bool(result["errors"]) or check_mode
     for kind in ("webui", "api"):
         if not result[kind] and not host_errors:
             result["errors"].append(

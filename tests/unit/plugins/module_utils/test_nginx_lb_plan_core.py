@@ -60,6 +60,14 @@ def test_an_unreachable_host_without_a_record_is_skipped_not_an_error():
     assert result["skipped"] == ["gpu2: unreachable, and no record of its instances in this run"]
 
 
+def test_check_mode_on_new_hosts_skips_hosts_without_a_record():
+    backends = [{"host": "gpu1", "address": "10.0.0.21", "deployed": None}]
+    result = core.upstreams(backends, check_mode=True)
+    assert result["errors"] == []
+    assert result["webui"] == []
+    assert result["skipped"] == ["gpu1: no record of its instances yet (check mode)"]
+
+
 def test_no_running_instance_anywhere_is_an_error():
     result = core.upstreams([host("gpu1", "10.0.0.21", inst(0, blocked="bad checksum"))])
     assert [e.split(":")[0] for e in result["errors"]] == ["no webui servers", "no api servers"]
