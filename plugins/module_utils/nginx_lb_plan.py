@@ -154,16 +154,22 @@ def _tls_errors(cfg):
     cert = (cfg.get("tls_certificate") or "").strip()
     key = (cfg.get("tls_private_key") or "").strip()
     if cert and not key:
-        return ["nginx_lb_tls_private_key: empty, but nginx_lb_tls_certificate is set (give both, or neither for a self-signed one)"]
+        return [
+            "nginx_lb_tls_private_key: empty, but nginx_lb_tls_certificate is set (give both, or neither for a self-signed one)"
+        ]
     if key and not cert:
-        return ["nginx_lb_tls_certificate: empty, but nginx_lb_tls_private_key is set (give both, or neither for a self-signed one)"]
+        return [
+            "nginx_lb_tls_certificate: empty, but nginx_lb_tls_private_key is set (give both, or neither for a self-signed one)"
+        ]
     errors = []
     if cert and "-----BEGIN CERTIFICATE-----" not in cert:
         errors.append("nginx_lb_tls_certificate: not a PEM certificate (no BEGIN CERTIFICATE line)")
     if key and not re.search(r"-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----", key):
         errors.append("nginx_lb_tls_private_key: not a PEM private key (no BEGIN PRIVATE KEY line)")
     if "ENCRYPTED" in key:
-        errors.append("nginx_lb_tls_private_key: encrypted keys need a passphrase at every reload; give an unencrypted key (from Vault)")
+        errors.append(
+            "nginx_lb_tls_private_key: encrypted keys need a passphrase at every reload; give an unencrypted key (from Vault)"
+        )
     return errors
 
 

@@ -5,6 +5,7 @@ network behind. Runs the real scripts a user runs (slow: several minutes)."""
 import base64
 import json
 import re
+import ssl
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -84,6 +85,41 @@ def test_each_gpu_host_answers_a_chat_through_its_webui(lab, host, address):
         answer = json.loads(resp.read())
     assert answer["instance"] == f"{host}-qwen3vl-webui-0"
     assert "PNG" in answer["answer"], answer
+
+
+def test_chats_through_the_vip_reach_both_gpu_hosts(lab):
+    """The front door: HTTPS on the keepalived VIP, nginx spreading over both hosts' WebUIs."""
+    assert lab[0] == 0
+    rows = [line for line in lab[1].splitlines() if " VIP=172.29.72.100" in line]
+    assert len(rows) == 1, "exactly one load balancer should hold the VIP: %s" % rows
+    png = (REPO / "tests" / "fixtures" / "images" / "tiny.png").read_bytes()
+    seen = set()
+    context = ssl._create_unverified_context()  # the lab's certificates are self-signed
+    for n in range(6):
+        body = json.dumps(
+            {
+                "session_id": "lab-vip-%d" % n,
+                "message": "What is this?",
+                "image": "data:image/png;base64," + base64.b64encode(png).decode(),
+            }
+        ).encode()
+        req = urllib.request.Request(
+            "https://172.29.72.100/api/chat", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+            answer = json.loads(resp.read())
+        assert "PNG" in answer["answer"], answer
+        seen.add(answer["instance"])
+    assert seen == {"gpu1-qwen3vl-webui-0", "gpu2-qwen3vl-webui-0"}
+
+
+def test_the_lb_play_alone_reads_the_backends_from_their_hosts(lab):
+    """--limit lb: no webui run in this run, so nginx_lb reads the record the webui role left on each GPU host."""
+    rc, out = sh("tools/lab.sh", "converge", "--limit", "lb")
+    assert rc == 0, out[-4000:]
+    rows = recap(out)
+    assert set(rows) == {"lb1", "lb2"}, out[-3000:]
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), out[-4000:]
 
 
 def test_check_mode_on_new_hosts_passes(fresh_check):

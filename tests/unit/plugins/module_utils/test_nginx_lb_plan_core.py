@@ -46,7 +46,9 @@ def test_ipv6_addresses_get_brackets():
 
 
 def test_a_host_without_a_record_is_an_error_naming_it():
-    result = core.upstreams([host("gpu1", "10.0.0.21", inst(0)), {"host": "gpu2", "address": "10.0.0.22", "deployed": None}])
+    result = core.upstreams(
+        [host("gpu1", "10.0.0.21", inst(0)), {"host": "gpu2", "address": "10.0.0.22", "deployed": None}]
+    )
     assert len(result["errors"]) == 1
     assert result["errors"][0].startswith("gpu2: no webui instances recorded")
     assert "nginx_lb_webui_servers" in result["errors"][0]
