@@ -13,7 +13,7 @@ OPENAI_API_BASE_URL (default http://127.0.0.1:8000/v1), OPENAI_API_KEY, MODEL_NA
 DATA_DIR (default /data), STANDIN_INSTANCE_NAME (default: the host name).
 
 Endpoints: GET / (HTML form), GET /healthz, POST /api/chat, GET /api/sessions/<id>,
-POST /api/upload (raw image/png or image/jpeg body, at most 10 MiB).
+POST /api/upload (raw image/png or image/jpeg body, at most 10 MiB), GET /ws (WebSocket echo).
 """
 
 import argparse
@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STANDIN_VERSION = "0.1.0-standin"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"  # RFC 6455 section 1.3
 MAX_JSON_BYTES = 16 * 1024 * 1024  # a chat request carries its image inline (base64)
 HEALTH_TIMEOUT = 3.0
 CHAT_TIMEOUT = 300.0
@@ -325,6 +326,7 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", "/healthz"): self.healthz,
             ("POST", "/api/chat"): self.chat,
             ("POST", "/api/upload"): self.upload,
+            ("GET", "/ws"): self.websocket,
         }
         try:
             if self.command == "GET" and path.startswith("/api/sessions/"):
@@ -369,6 +371,35 @@ class Handler(BaseHTTPRequestHandler):
         if history is None:
             raise ClientError(404, "no session %s" % session_id)
         return self.send_json(200, history)
+
+    def websocket(self):
+        """A WebSocket echo (RFC 6455), as a Gradio WebUI keeps one open per browser tab: one text frame
+        in, one back ("<instance>: <text>"), then a close frame. Proves a proxy passes the upgrade."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        if "websocket" not in self.headers.get("Upgrade", "").lower() or not key:
+            self.close_connection = True
+            raise ClientError(426, "this path speaks WebSocket only (Upgrade: websocket)")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.close_connection = True
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return
+        length = head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(self.rfile.read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self.rfile.read(8), "big")
+        mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(min(length, 65536))))
+        reply = ("%s: %s" % (self.server.config.instance, data.decode("utf-8", "replace"))).encode()
+        frame = bytes([0x81, 126]) + len(reply).to_bytes(2, "big") if len(reply) > 125 else bytes([0x81, len(reply)])
+        self.wfile.write(frame + reply + bytes([0x88, 0]))
+        self.wfile.flush()
 
     def upload(self):
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()

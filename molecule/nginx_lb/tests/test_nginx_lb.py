@@ -8,13 +8,19 @@ import base64
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+# the WebSocket client the stand-in's own unit tests use
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "unit" / "standin"))
+from standin_testlib import websocket_echo  # noqa: E402
 
 SCENARIO = Path(__file__).resolve().parents[1]
 VIP = os.environ.get("QWEN3VL_TEST_FRONT", "172.29.80.100")
@@ -179,6 +185,19 @@ def test_an_sse_stream_passes_through_unbuffered():
     # the stand-in writes one token every 0.1 s: a buffering proxy would hold everything until the end
     assert total > 1.0
     assert first < total / 3
+
+
+def test_a_websocket_is_upgraded_through_the_vip():
+    """The WebUI's WebSocket (Gradio keeps one per tab): the upgrade must pass nginx, over TLS."""
+    context = ssl._create_unverified_context()
+    with socket.create_connection((VIP, 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="qwen3vl.test") as sock:
+            status, text = websocket_echo(sock, VIP, "/ws", "hello", {"Authorization": _basic()})
+    assert status.startswith("HTTP/1.1 101"), status
+    assert text.split(": ", 1)[1] == "hello"
+    assert text.split(": ", 1)[0] in {"%s-webui-0" % h.replace("qwen3vl-mol-lb-", "") for h in BACKENDS} | {
+        "%s-webui-0" % h for h in BACKENDS
+    }
 
 
 def test_an_oversize_upload_gets_413_and_a_normal_one_passes():

@@ -115,3 +115,39 @@ class Proc:
             self.popen.kill()
             self.popen.wait(timeout=10)
         self.log_file.close()
+
+
+def websocket_echo(sock, host, path, text, headers=None):
+    """Open a WebSocket on a connected socket (plain or TLS), send one masked text frame, and return
+    (status line, the text of the first frame back). Enough of RFC 6455 for the stand-in's /ws echo."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        "GET %s HTTP/1.1" % path,
+        "Host: %s" % host,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: %s" % key,
+        "Sec-WebSocket-Version: 13",
+    ]
+    lines += ["%s: %s" % item for item in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    status = head.split(b"\r\n", 1)[0].decode()
+    if " 101 " not in status + " ":
+        return status, None
+    payload = text.encode()
+    mask = os.urandom(4)
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    first = sock.recv(2)
+    length = first[1] & 0x7F
+    if length == 126:
+        length = struct.unpack(">H", sock.recv(2))[0]
+    data = b""
+    while len(data) < length:
+        data += sock.recv(length - len(data))
+    return status, data.decode()

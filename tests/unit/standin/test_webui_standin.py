@@ -8,12 +8,13 @@ import hashlib
 import http.client
 import json
 import signal
+import socket
 import threading
 import time
 
 import pytest
 from standin_procs import free_port
-from standin_testlib import LOOPBACK, data_url, png, request, sse_events
+from standin_testlib import LOOPBACK, data_url, png, request, sse_events, websocket_echo
 
 MODEL = "qwen3-vl-4b"
 KEY = "sekrit"
@@ -278,3 +279,13 @@ def test_sigterm_exits_promptly(start_webui, backend, data_dir):
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=3) == 0
     assert time.monotonic() - started < 1.5
+
+
+def test_websocket_echo_answers_with_the_instance_name(start_webui, backend, data_dir):
+    port = start_webui(webui_env(backend, data_dir, STANDIN_INSTANCE_NAME="ws-test"))[1]
+    with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
+        status, text = websocket_echo(sock, LOOPBACK, "/ws", "hello")
+    assert status.startswith("HTTP/1.1 101")
+    assert text == "ws-test: hello"
+    # a plain GET on the WebSocket path is refused
+    assert request(port, "GET", "/ws").status == 426
