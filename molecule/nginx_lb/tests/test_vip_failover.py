@@ -1,0 +1,173 @@
+"""keepalived + nginx_lb: the VIP moves when the master's nginx dies or the master host dies.
+
+Each test measures the time from the fault to the first successful request through the VIP, prints
+it, and asserts a bound derived from the keepalived settings (advert_int, check interval and fall),
+not a hard-coded number. Traffic goes only to the VIP and the hosts this scenario created.
+"""
+
+import http.client
+import os
+import re
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCENARIO = Path(__file__).resolve().parents[1]
+ROLE_DEFAULTS = Path(__file__).resolve().parents[3] / "roles" / "keepalived" / "defaults" / "main.yml"
+VIP = "172.29.80.100"
+MASTER, BACKUP = "qwen3vl-mol-lb-lb1", "qwen3vl-mol-lb-lb2"
+
+
+def setting(name):
+    """A keepalived setting as this scenario runs it: molecule's group_vars, else the role default."""
+    scenario = yaml.safe_load((SCENARIO / "molecule.yml").read_text())
+    lb_vars = scenario["provisioner"]["inventory"]["group_vars"].get("lb", {})
+    if name in lb_vars:
+        return lb_vars[name]
+    return yaml.safe_load(ROLE_DEFAULTS.read_text())[name]
+
+
+ADVERT = float(setting("keepalived_advert_int"))
+INTERVAL = float(setting("keepalived_check_interval"))
+FALL = int(setting("keepalived_check_fall"))
+# the backup's skew: (256 - priority) / 256 * advert_int, with the second host's default priority 140
+SKEW = (256 - 140) / 256 * ADVERT
+MARGIN = 1.0  # scheduling on a shared machine, ARP, the poll interval
+
+
+def holder():
+    """Which load balancer has the VIP on its interface (None when none does)."""
+    found = []
+    for lb in (MASTER, BACKUP):
+        out = subprocess.run(
+            ["docker", "exec", lb, "ip", "-4", "-o", "addr", "show", "to", VIP],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode == 0 and VIP in out.stdout:
+            found.append(lb)
+    assert len(found) <= 1, "both load balancers hold the VIP: %s" % found
+    return found[0] if found else None
+
+
+def vip_answers(timeout=0.5):
+    """True when nginx answers /healthz through the VIP over HTTPS."""
+    conn = http.client.HTTPSConnection(VIP, 443, timeout=timeout, context=ssl._create_unverified_context())
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def time_to_first_success(fault, limit=30.0):
+    """Run `fault`, then poll the VIP every 50 ms; return seconds from the fault to the first success."""
+    t0 = time.monotonic()
+    fault()
+    while time.monotonic() - t0 < limit:
+        if vip_answers(timeout=0.3):
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError("the VIP did not answer within %.0f s of the fault" % limit)
+
+
+def wait_for(predicate, limit, what):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("%s not within %d s" % (what, limit))
+
+
+def docker(*args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True)
+
+
+def state_metric(lb):
+    """The VRRP state the notify script last wrote for node_exporter."""
+    out = subprocess.run(
+        ["docker", "exec", lb, "sh", "-c", "cat /var/lib/prometheus/node-exporter/qwen3vl_keepalived_*.prom"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    states = re.findall(r'qwen3vl_keepalived_vrrp_state\{[^}]*state="(\w+)"[^}]*\} 1(?:\.0)?$', out, re.M)
+    return states[0] if len(states) == 1 else out
+
+
+@pytest.fixture(autouse=True)
+def master_holds_the_vip():
+    """Every test starts and ends with lb1 (the highest priority) holding the VIP and answering."""
+    wait_for(lambda: holder() == MASTER and vip_answers(), 60, "lb1 holding the VIP")
+    yield
+    wait_for(lambda: holder() == MASTER and vip_answers(), 90, "lb1 taking the VIP back")
+
+
+def test_one_holder_and_the_state_metrics_say_so():
+    assert holder() == MASTER
+    assert state_metric(MASTER) == "MASTER"
+    assert state_metric(BACKUP) == "BACKUP"
+
+
+def test_stopping_nginx_on_the_master_moves_the_vip():
+    bound = (FALL + 1) * INTERVAL + 3 * ADVERT + SKEW + MARGIN
+    try:
+        took = time_to_first_success(lambda: docker("exec", MASTER, "systemctl", "stop", "nginx"))
+        print("nginx stopped on the master: VIP answered from the backup after %.2f s (bound %.2f s)" % (took, bound))
+        assert holder() == BACKUP
+        assert took < bound
+        assert docker("exec", MASTER, "systemctl", "is-active", "keepalived").stdout.strip() == "active"
+        wait_for(lambda: state_metric(MASTER) == "FAULT", 10, "lb1's state metric FAULT")
+    finally:
+        docker("exec", MASTER, "systemctl", "start", "nginx")
+
+
+def test_the_master_host_dying_moves_the_vip():
+    bound = 3 * ADVERT + SKEW + MARGIN
+    try:
+        took = time_to_first_success(lambda: docker("kill", MASTER))
+        print("master host killed: VIP answered from the backup after %.2f s (bound %.2f s)" % (took, bound))
+        assert holder() == BACKUP
+        assert took < bound
+        assert state_metric(BACKUP) == "MASTER"
+    finally:
+        docker("start", MASTER)
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    ["docker", "exec", MASTER, "systemctl", "is-active", "keepalived"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                == "active"
+            ),
+            60,
+            "keepalived on the restarted lb1",
+        )
+
+
+def test_a_value_keepalived_rejects_never_lands_and_the_vip_stays():
+    conf = "/etc/keepalived/keepalived.conf"
+    before = docker("exec", MASTER, "md5sum", conf).stdout
+    cmd = [
+        "ansible-playbook",
+        "-i",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        str(SCENARIO / "converge.yml"),
+        "-e",
+        '{"keepalived_extra_global_defs": ["no_such_keyword 1"]}',
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert out.returncode != 0, out.stdout[-3000:]
+    assert docker("exec", MASTER, "md5sum", conf).stdout == before
+    assert holder() == MASTER
+    assert vip_answers()
