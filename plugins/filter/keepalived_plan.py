@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleError, AnsibleFilterError
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import keepalived_plan as core
 
@@ -17,7 +17,8 @@ HOST_SETTINGS_FACT = "_keepalived_host_settings"
 def _get(mapping, key):
     try:
         return mapping.get(key)
-    except Exception:  # an inventory variable that does not template for that host counts as unset
+    except (AnsibleError, KeyError, TypeError, ValueError):
+        # an inventory variable that does not template for that host counts as unset
         return None
 
 

@@ -452,6 +452,8 @@ def plan(config, hosts):
         "instances": summary,
         "hosts": result_hosts,
         "advert_int": _fmt(advert),
+        # keepalived raises its own scheduling priority when it runs this late after a timer (half an advert)
+        "auto_priority_delay_us": int(round(advert * 1000000 / 2)),
         "preempt_delay": _fmt(delay),
         "vrrp_version": version,
     }
