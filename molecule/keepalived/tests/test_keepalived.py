@@ -242,7 +242,7 @@ def test_config_change_is_applied_by_reload_and_the_vip_stays():
         time.sleep(POLL_S)
     out = proc.stdout.read()
     assert proc.returncode == 0, out[-4000:]
-    for _ in range(int(3 / POLL_S)):  # and a few seconds after the reload
+    for _attempt in range(int(3 / POLL_S)):  # and a few seconds after the reload
         watch.sample()
         time.sleep(POLL_S)
     assert "RUNNING HANDLER [qwen3vl.ha.keepalived : Reload keepalived]" in out

@@ -87,7 +87,7 @@ def recap_changed(text):
 
 def test_requests_through_the_vip_reach_both_backends():
     seen = []
-    for _ in range(12):
+    for _attempt in range(12):
         status, _headers, body = webui_get()
         assert status == 200
         seen.append(answered_by(body))
@@ -95,7 +95,7 @@ def test_requests_through_the_vip_reach_both_backends():
 
 
 def test_http_redirects_to_https_and_nginx_answers_healthz_itself():
-    status, headers, _ = request("GET", "/some/page?x=1", tls=False)
+    status, headers, _body = request("GET", "/some/page?x=1", tls=False)
     assert status == 301
     assert headers["Location"] == "https://%s/some/page?x=1" % VIP
     for tls in (False, True):
@@ -212,11 +212,11 @@ def test_an_oversize_upload_gets_413_and_a_normal_one_passes():
 
 def test_request_id_is_passed_through_and_logged_as_json_with_the_upstream():
     rid = "molecule-%d" % time.time_ns()
-    status, headers, _ = request("GET", "/", headers={"Authorization": _basic(), "X-Request-ID": rid})
+    status, headers, _body = request("GET", "/", headers={"Authorization": _basic(), "X-Request-ID": rid})
     assert status == 200
     assert headers["X-Request-ID"] == rid
     # a made-up id is replaced by nginx's own (32 hex digits)
-    _s, headers, _ = request("GET", "/", headers={"Authorization": _basic(), "X-Request-ID": 'bad id"{'})
+    _s, headers, _body = request("GET", "/", headers={"Authorization": _basic(), "X-Request-ID": 'bad id"{'})
     assert len(headers["X-Request-ID"]) == 32
     assert all(c in "0123456789abcdef" for c in headers["X-Request-ID"])
     lines = []
@@ -248,7 +248,7 @@ def _stream_while(action, count=60, interval=0.05):
     outcomes = []
 
     def client():
-        for _ in range(count):
+        for _attempt in range(count):
             t0 = time.monotonic()
             try:
                 status, _h, body = webui_get(timeout=15)
@@ -304,7 +304,7 @@ def test_a_powered_off_backend_costs_a_connect_timeout_not_a_failure():
         assert {o[1] for o in outcomes[-10:]} == {"qwen3vl-mol-lb-gpu1"}
     finally:
         subprocess.run(["docker", "start", gpu2], check=True, capture_output=True)
-        for _ in range(60):
+        for _attempt in range(60):
             if sh(gpu2, "systemctl is-active qwen3vl-standin-webui", check=False).stdout.strip() == "active":
                 break
             time.sleep(1)
