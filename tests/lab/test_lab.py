@@ -126,7 +126,7 @@ def test_check_mode_on_new_hosts_passes(fresh_check):
     rc, out = fresh_check
     assert rc == 0, out[-4000:]
     rows = recap(out)
-    assert set(rows) >= {"gpu1", "gpu2"} and all(r["failed"] == 0 for r in rows.values()), out[-4000:]
+    assert set(rows) >= {"gpu1", "gpu2", "lb1", "lb2"} and all(r["failed"] == 0 for r in rows.values()), out[-4000:]
     assert "Docker is not installed yet on gpu1 (check mode)" in out
 
 
