@@ -7,12 +7,14 @@ containers (docker exec / docker kill / docker start). Time bounds are derived f
 (defaults overlaid with molecule.yml's group_vars), never hard-coded; what was measured is printed (-s).
 """
 
+import functools
 import hashlib
 import ipaddress
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +24,10 @@ import pytest
 import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SCENARIO.parent / "shared"))
+from playbook_run import recap_changed, run_converge  # noqa: E402
+
+converge = functools.partial(run_converge, SCENARIO, expect_rc=None)
 ROLE = SCENARIO.parents[1] / "roles" / "keepalived"
 LB1, LB2 = "qwen3vl-mol-ka-lb1", "qwen3vl-mol-ka-lb2"
 HOSTS = (LB1, LB2)
@@ -109,22 +115,6 @@ def master_down_interval():
     """RFC 5798 6.1: 3 * Advertisement_Interval + Skew_Time, Skew_Time = (256 - priority) * interval / 256."""
     advert = float(S["keepalived_advert_int"])
     return 3 * advert + (256 - backup_priority()) * advert / 256
-
-
-def converge(extra=None, check=False):
-    """Run converge.yml with extra variables (JSON); return (rc, output)."""
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml")]
-    if extra:
-        cmd += ["-e", json.dumps(extra)]
-    if check:
-        cmd.append("--check")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def recap_changed(out, name):
-    line = [x for x in out.splitlines() if x.startswith(name) and "changed=" in x][-1]
-    return int(re.search(r"changed=(\d+)", line).group(1))
 
 
 def assert_settled_on(name, limit=30):

@@ -5,6 +5,7 @@ Traffic goes only to the containers this scenario created (the VIP 172.29.80.100
 """
 
 import base64
+import functools
 import http.client
 import json
 import os
@@ -21,6 +22,11 @@ import pytest
 # the WebSocket client the stand-in's own unit tests use
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "unit" / "standin"))
 from standin_testlib import websocket_echo  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbook_run import recap_changed, run_converge  # noqa: E402
+
+converge = functools.partial(run_converge, Path(__file__).resolve().parents[1])
 
 SCENARIO = Path(__file__).resolve().parents[1]
 VIP = os.environ.get("QWEN3VL_TEST_FRONT", "172.29.80.100")
@@ -68,21 +74,6 @@ def sh(container, cmd, check=True):
     if check and out.returncode != 0:
         raise AssertionError("%s: %s failed: %s %s" % (container, cmd, out.stdout, out.stderr))
     return out
-
-
-def converge(extra=None, expect_rc=0):
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml")]
-    if extra:
-        cmd += ["-e", json.dumps(extra)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), check=False)
-    text = out.stdout + out.stderr
-    if expect_rc is not None:
-        assert out.returncode == expect_rc, text[-4000:]
-    return out.returncode, text
-
-
-def recap_changed(text):
-    return sum(int(part.split("=")[1]) for part in text.split() if part.startswith("changed="))
 
 
 def test_requests_through_the_vip_reach_both_backends():

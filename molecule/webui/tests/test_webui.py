@@ -5,9 +5,10 @@ it, to loopback. The playbook runs use the scenario's converge.yml with extra va
 """
 
 import base64
+import functools
 import json
-import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -19,6 +20,10 @@ import pytest
 
 HOST = "qwen3vl-mol-webui"
 SCENARIO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SCENARIO.parent / "shared"))
+from playbook_run import recap_changed, run_converge  # noqa: E402
+
+converge = functools.partial(run_converge, SCENARIO)
 KEY = "molecule-only-key-3f1c"
 MODEL = "qwen3-vl-test"
 MODEL_DIR = "/srv/models/Qwen3-VL-test"
@@ -72,20 +77,6 @@ def _chat_via_webui(address, instance, session="molecule"):
     )
 
 
-def converge(extra=None, check=False, expect_rc=0):
-    """Run converge.yml with extra variables (JSON); return (rc, output)."""
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml")]
-    if extra:
-        cmd += ["-e", json.dumps(extra)]
-    if check:
-        cmd.append("--check")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    out = proc.stdout + proc.stderr
-    if expect_rc is not None:
-        assert proc.returncode == expect_rc, out[-6000:]
-    return proc.returncode, out
-
-
 def containers(host):
     """name -> (id, running, started_at) for every container on the nested engine."""
     out = host.check_output("docker ps -aq | xargs -r docker inspect --format '{{json .}}'")
@@ -94,11 +85,6 @@ def containers(host):
         info = json.loads(line)
         result[info["Name"].lstrip("/")] = (info["Id"], info["State"]["Running"], info["State"]["StartedAt"])
     return result
-
-
-def recap_changed(out):
-    line = [x for x in out.splitlines() if x.startswith(HOST) and "changed=" in x][-1]
-    return int(line.split("changed=")[1].split()[0])
 
 
 def test_two_instances_running_with_role_settings(host):
@@ -227,9 +213,9 @@ def test_a_change_to_one_instance_leaves_the_other_answering(host, address):
 
 def test_second_converge_changes_nothing_and_check_mode_is_clean():
     out = converge()[1]
-    assert recap_changed(out) == 0, out[-3000:]
+    assert recap_changed(out, HOST) == 0, out[-3000:]
     out = converge(check=True)[1]
-    assert recap_changed(out) == 0, out[-3000:]
+    assert recap_changed(out, HOST) == 0, out[-3000:]
 
 
 def test_corrupted_model_blocks_only_its_instance(host, address):
@@ -252,7 +238,7 @@ def test_corrupted_model_blocks_only_its_instance(host, address):
     rc, out = converge(dict(plan, webui_blocked_action="fail"), expect_rc=None)
     assert rc != 0
     assert "qwen3vl-vllm-1 may not start" in out
-    assert recap_changed(out) == 0
+    assert recap_changed(out, HOST) == 0
     converge()
     assert containers(host)["qwen3vl-vllm-1"][1]
 
@@ -302,5 +288,5 @@ def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra, message):
     rc, out = converge(extra, expect_rc=None)
     assert rc != 0
     assert message in out, out[-3000:]
-    assert recap_changed(out) == 0
+    assert recap_changed(out, HOST) == 0
     assert containers(host) == before
