@@ -66,23 +66,26 @@ def test_up_converges_and_prints_summary(lab):
         assert re.search(rf"^{host} .*qwen3vl-vllm-0=running qwen3vl-webui-0=running", out, re.M), host
 
 
-@pytest.mark.parametrize(("host", "address"), [("gpu1", "172.29.72.21"), ("gpu2", "172.29.72.22")])
-def test_each_gpu_host_answers_a_chat_through_its_webui(lab, host, address):
-    """The stand-in instance site.yml started: WebUI -> vLLM, with the image, as a user would call it."""
-    assert lab[0] == 0
+def chat_with_image(url, session_id, context=None):
+    """POST the tiny PNG with a question to a WebUI's /api/chat (directly or through the VIP)."""
     png = (REPO / "tests" / "fixtures" / "images" / "tiny.png").read_bytes()
     body = json.dumps(
         {
-            "session_id": "lab-" + host,
+            "session_id": session_id,
             "message": "What is this?",
             "image": "data:image/png;base64," + base64.b64encode(png).decode(),
         }
     ).encode()
-    req = urllib.request.Request(
-        f"http://{address}:7860/api/chat", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        answer = json.loads(resp.read())
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.parametrize(("host", "address"), [("gpu1", "172.29.72.21"), ("gpu2", "172.29.72.22")])
+def test_each_gpu_host_answers_a_chat_through_its_webui(lab, host, address):
+    """The stand-in instance site.yml started: WebUI -> vLLM, with the image, as a user would call it."""
+    assert lab[0] == 0
+    answer = chat_with_image(f"http://{address}:7860/api/chat", "lab-" + host)
     assert answer["instance"] == f"{host}-qwen3vl-webui-0"
     assert "PNG" in answer["answer"], answer
 
@@ -92,22 +95,10 @@ def test_chats_through_the_vip_reach_both_gpu_hosts(lab):
     assert lab[0] == 0
     rows = [line for line in lab[1].splitlines() if " VIP=172.29.72.100" in line]
     assert len(rows) == 1, "exactly one load balancer should hold the VIP: %s" % rows
-    png = (REPO / "tests" / "fixtures" / "images" / "tiny.png").read_bytes()
-    seen = set()
     context = ssl._create_unverified_context()  # the lab's certificates are self-signed
+    seen = set()
     for n in range(6):
-        body = json.dumps(
-            {
-                "session_id": "lab-vip-%d" % n,
-                "message": "What is this?",
-                "image": "data:image/png;base64," + base64.b64encode(png).decode(),
-            }
-        ).encode()
-        req = urllib.request.Request(
-            "https://172.29.72.100/api/chat", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30, context=context) as resp:
-            answer = json.loads(resp.read())
+        answer = chat_with_image("https://172.29.72.100/api/chat", "lab-vip-%d" % n, context)
         assert "PNG" in answer["answer"], answer
         seen.add(answer["instance"])
     assert seen == {"gpu1-qwen3vl-webui-0", "gpu2-qwen3vl-webui-0"}
