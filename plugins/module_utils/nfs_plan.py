@@ -1,0 +1,448 @@
+# Copyright (c) 2026 qwen3vl.ha developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Check the nfs_server and nfs_client roles' variables and work out what they write.
+
+Pure Python (stdlib only, no Ansible imports): the filter plugins ``qwen3vl.ha.nfs_server_plan`` and
+``qwen3vl.ha.nfs_client_plan`` wrap it and unit tests call it directly.
+
+Server: ``server_plan(exports, implementation=..., versions=..., allow_any_client=...)`` returns
+``{"errors": [...], "exports": [...]}``. Each export comes back with every default filled in, its
+kernel exports(5) line (``kernel_line``) and its NFS-Ganesha export id (``export_id``). Every message
+names the variable to change; ``exports`` is empty when there are errors.
+
+Client: ``client_plan(mounts, settings, fstab_text=...)`` returns ``{"errors": [...], "mounts": [...]}``,
+one entry per mount with ``src`` and the exact fstab options string (``opts``).
+
+Ganesha export ids are part of every file handle it hands out, so an id must not change when the list
+is reordered: it is derived from the pseudo path (crc32), unless the export sets ``export_id``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+import zlib
+
+IMPLEMENTATIONS = ("kernel", "ganesha")
+ACCESS = ("rw", "ro")
+SQUASH = ("root_squash", "no_root_squash", "all_squash")
+SEC = ("sys", "krb5", "krb5i", "krb5p")
+EXPORT_KEYS = (
+    "path",
+    "pseudo",
+    "clients",
+    "access",
+    "squash",
+    "sec",
+    "anonuid",
+    "anongid",
+    "options",
+    "owner",
+    "group",
+    "mode",
+    "export_id",
+)
+# exports(5) options a user may add through `options`; the ones the role sets from its own keys are in
+# MANAGED_OPTIONS and are refused there, naming the key to use instead.
+KERNEL_FLAGS = frozenset(
+    {
+        "secure",
+        "insecure",
+        "async",
+        "sync",
+        "wdelay",
+        "no_wdelay",
+        "hide",
+        "nohide",
+        "crossmnt",
+        "subtree_check",
+        "no_subtree_check",
+        "secure_locks",
+        "insecure_locks",
+        "auth_nlm",
+        "no_auth_nlm",
+        "no_acl",
+        "nordirplus",
+        "pnfs",
+        "no_pnfs",
+        "security_label",
+        "mountpoint",
+        "mp",
+    }
+)
+KERNEL_VALUED = frozenset({"fsid", "mountpoint", "mp", "refer", "replicas", "xprtsec"})
+MANAGED_OPTIONS = {
+    "rw": "access",
+    "ro": "access",
+    "root_squash": "squash",
+    "no_root_squash": "squash",
+    "all_squash": "squash",
+    "no_all_squash": "squash",
+    "sec": "sec",
+    "anonuid": "anonuid",
+    "anongid": "anongid",
+}
+DEFAULT_EXPORT_OPTIONS = ("sync", "no_subtree_check")
+WORLD_CLIENTS = frozenset({"*", "0.0.0.0/0", "::/0"})
+ANON_ID = 65534
+ID_MAX = 4294967294
+GANESHA_ID_MAX = 65535
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9*?]([A-Za-z0-9*?-]{0,62})(\.[A-Za-z0-9*?]([A-Za-z0-9*?-]{0,62}))*$")
+_NETGROUP = re.compile(r"^@[A-Za-z0-9_.-]{1,64}$")
+# a path goes unquoted into exports(5) and ganesha.conf: no white space, quotes, braces or semicolons
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._@+/-]*$")
+_USER = re.compile(r"^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})$")
+_MODE = re.compile(r"^0?[0-7]{3,4}$")
+# directories that are never exported, whatever the request
+_SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/run", "/boot", "/etc")
+
+
+def _normal_path(value):
+    """The normalised absolute path, or None when ``value`` is not a clean absolute path."""
+    if not isinstance(value, str) or not value.startswith("/") or not _SAFE_PATH.match(value):
+        return None
+    normal = posixpath.normpath(value)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
+    return normal
+
+
+def _client_error(client, where, allow_any_client):
+    """One problem with a client entry, or None."""
+    if not isinstance(client, str) or not client.strip():
+        return f"{where}: a client must be a host name, an address or a network, got {client!r}"
+    client = client.strip()
+    if client in WORLD_CLIENTS:
+        if allow_any_client:
+            return None
+        return (
+            f"{where}: {client!r} lets every host on every network mount this export; list the hosts or "
+            "subnets that need it, or set nfs_server_allow_any_client: true"
+        )
+    if "/" in client or ":" in client or client.replace(".", "").isdigit():
+        try:
+            network = ipaddress.ip_network(client, strict=False)
+        except ValueError:
+            return f"{where}: {client!r} is not a valid address or network (CIDR)"
+        if network.prefixlen == 0 and not allow_any_client:
+            return f"{where}: {client!r} is every address; set nfs_server_allow_any_client: true if that is meant"
+        return None
+    if _NETGROUP.match(client) or _HOSTNAME.match(client):
+        if client.strip("*?.") == "":
+            return f"{where}: {client!r} matches every host; list hosts or subnets instead"
+        return None
+    return f"{where}: {client!r} is not a host name, address, network or @netgroup"
+
+
+def _int_in(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _export_id(pseudo):
+    """A stable Ganesha export id (1..65535, 0 is the pseudo root) from the pseudo path."""
+    return zlib.crc32(pseudo.encode("utf-8")) % (GANESHA_ID_MAX - 1) + 1
+
+
+def _check_options(options, where):
+    errors = []
+    if not isinstance(options, list):
+        return [f"{where}.options: must be a list of exports(5) options, got {options!r}"]
+    for option in options:
+        if not isinstance(option, str) or not option or not re.match(r"^[A-Za-z0-9_=.:/@-]+$", option):
+            errors.append(f"{where}.options: {option!r} is not an exports(5) option")
+            continue
+        name, _sep, value = option.partition("=")
+        if name in MANAGED_OPTIONS:
+            errors.append(f"{where}.options: {option!r} is set through the export's {MANAGED_OPTIONS[name]!r} key")
+        elif _sep and name not in KERNEL_VALUED:
+            errors.append(f"{where}.options: {name!r} does not take a value (exports(5))")
+        elif _sep and not value:
+            errors.append(f"{where}.options: {option!r} needs a value")
+        elif not _sep and name not in KERNEL_FLAGS:
+            errors.append(
+                f"{where}.options: {option!r} is not an option exports(5) knows "
+                f"(known: {', '.join(sorted(KERNEL_FLAGS | {k + '=' for k in KERNEL_VALUED}))})"
+            )
+    return errors
+
+
+def _one_export(index, export, allow_any_client):
+    """(errors, normalised export) for one entry of nfs_server_exports."""
+    where = f"nfs_server_exports[{index}]"
+    if not isinstance(export, dict):
+        return [f"{where}: each export must be a mapping with at least path and clients"], None
+    errors = [f"{where}: unknown key {key!r} (known: {', '.join(EXPORT_KEYS)})" for key in export if key not in EXPORT_KEYS]
+    path = _normal_path(export.get("path"))
+    if path is None:
+        errors.append(
+            f"{where}.path: {export.get('path')!r} must be an absolute path of letters, digits and ._@+- "
+            "(no spaces or quotes)"
+        )
+    elif path == "/":
+        errors.append(f"{where}.path: exporting / would hand the whole server's file system to the clients; export a directory")
+    elif any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS):
+        errors.append(f"{where}.path: {path} is a system directory; export a data directory instead")
+    pseudo_raw = export.get("pseudo", export.get("path"))
+    pseudo = _normal_path(pseudo_raw)
+    if pseudo is None or pseudo == "/":
+        errors.append(f"{where}.pseudo: {pseudo_raw!r} must be an absolute path other than / (the NFSv4 pseudo root)")
+    clients = export.get("clients")
+    if not isinstance(clients, list) or not clients:
+        errors.append(f"{where}.clients: list the hosts or subnets that may mount {export.get('path')!r}")
+        clients = []
+    for number, client in enumerate(clients):
+        problem = _client_error(client, f"{where}.clients[{number}]", allow_any_client)
+        if problem:
+            errors.append(problem)
+    access = export.get("access", "rw")
+    if access not in ACCESS:
+        errors.append(f"{where}.access: {access!r} must be rw or ro")
+    squash = export.get("squash", "root_squash")
+    if squash not in SQUASH:
+        errors.append(f"{where}.squash: {squash!r} must be one of {', '.join(SQUASH)}")
+    sec = export.get("sec", ["sys"])
+    if isinstance(sec, str):
+        sec = [sec]
+    if not isinstance(sec, list) or not sec or any(flavour not in SEC for flavour in sec):
+        errors.append(f"{where}.sec: {export.get('sec')!r} must be a list of {', '.join(SEC)}")
+    anon = {}
+    for key in ("anonuid", "anongid"):
+        anon[key] = export.get(key, ANON_ID)
+        if not _int_in(anon[key], 0, ID_MAX):
+            errors.append(f"{where}.{key}: {anon[key]!r} must be a number from 0 to {ID_MAX}")
+    options = export.get("options", list(DEFAULT_EXPORT_OPTIONS))
+    errors += _check_options(options, where)
+    owner = str(export.get("owner", "root"))
+    group = str(export.get("group", "root"))
+    for key, value in (("owner", owner), ("group", group)):
+        if not _USER.match(value):
+            errors.append(f"{where}.{key}: {value!r} must be a user/group name or a number")
+    mode = str(export.get("mode", "0755"))
+    if not _MODE.match(mode):
+        errors.append(f"{where}.mode: {mode!r} must be an octal mode such as '0755'")
+    export_id = export.get("export_id")
+    if export_id is not None and not _int_in(export_id, 1, GANESHA_ID_MAX):
+        errors.append(f"{where}.export_id: {export_id!r} must be a number from 1 to {GANESHA_ID_MAX}")
+    if errors:
+        return errors, None
+    clients = [client.strip() for client in clients]
+    kernel_options = [access, squash, "sec=" + ":".join(sec), f"anonuid={anon['anonuid']}", f"anongid={anon['anongid']}"]
+    kernel_options += [option for option in options if option not in kernel_options]
+    if "subtree_check" not in options and "no_subtree_check" not in options:
+        kernel_options.append("no_subtree_check")  # exportfs warns when neither is given
+    kernel_line = path + " " + " ".join(f"{client}({','.join(kernel_options)})" for client in clients)
+    return [], {
+        "path": path,
+        "pseudo": pseudo,
+        "clients": clients,
+        "access": access,
+        "squash": squash,
+        "sec": list(sec),
+        "anonuid": anon["anonuid"],
+        "anongid": anon["anongid"],
+        "options": list(options),
+        "owner": owner,
+        "group": group,
+        "mode": mode if len(mode) == 4 else "0" + mode,
+        "export_id": export_id if export_id is not None else _export_id(pseudo),
+        "kernel_line": kernel_line,
+    }
+
+
+def server_plan(exports, *, implementation="kernel", versions=(4,), allow_any_client=False):
+    """Check nfs_server_* settings; return {"errors": [...], "exports": [...]} (exports empty on errors)."""
+    errors = []
+    if implementation not in IMPLEMENTATIONS:
+        errors.append(f"nfs_server_implementation: {implementation!r} must be one of {', '.join(IMPLEMENTATIONS)}")
+    if (
+        not isinstance(versions, (list, tuple))
+        or not versions
+        or any(v not in (3, 4) for v in versions)
+        or len(set(versions)) != len(versions)
+    ):
+        errors.append(f"nfs_server_nfs_versions: {versions!r} must be [4], [3, 4] or [3]")
+    if not isinstance(exports, list):
+        return {"errors": errors + ["nfs_server_exports: must be a list of exports"], "exports": []}
+    planned = []
+    for index, export in enumerate(exports):
+        export_errors, entry = _one_export(index, export, allow_any_client)
+        errors += export_errors
+        if entry:
+            planned.append(entry)
+    for key, label in (("path", "path"), ("pseudo", "pseudo"), ("export_id", "export_id")):
+        seen = {}
+        for entry in planned:
+            if entry[key] in seen:
+                extra = " (two pseudo paths share a derived id: set export_id on one)" if key == "export_id" else ""
+                errors.append(
+                    f"nfs_server_exports: {label} {entry[key]!r} is used by {seen[entry[key]]} and {entry['path']}{extra}"
+                )
+            seen[entry[key]] = entry["path"]
+    paths = sorted(entry["path"] for entry in planned)
+    for outer in paths:
+        for inner in paths:
+            if inner != outer and inner.startswith(outer + "/"):
+                errors.append(
+                    f"nfs_server_exports: {inner} is inside the export {outer}; nested exports share file handles "
+                    "and squash settings in surprising ways, export sibling directories"
+                )
+    return {"errors": errors, "exports": [] if errors else planned}
+
+
+# --- client ------------------------------------------------------------------------------------------
+
+MOUNT_KEYS = ("server", "export", "path", "options", "owner", "group", "mode")
+BOOT_MODES = ("nofail", "automount")
+NFS_VERSIONS = ("4", "4.0", "4.1", "4.2", "3")
+# options the role composes from its own settings; `options` (extra) must not repeat them
+CLIENT_MANAGED = {
+    "nfsvers": "nfs_client_nfs_version",
+    "vers": "nfs_client_nfs_version",
+    "hard": "nfs_client_hard",
+    "soft": "nfs_client_hard",
+    "softerr": "nfs_client_hard",
+    "timeo": "nfs_client_timeo",
+    "retrans": "nfs_client_retrans",
+    "_netdev": "(always set)",
+    "nofail": "nfs_client_boot_mode",
+    "x-systemd.automount": "nfs_client_boot_mode",
+    "x-systemd.mount-timeout": "nfs_client_mount_timeout",
+    "x-systemd.idle-timeout": "nfs_client_idle_timeout",
+    "proto": "(always tcp)",
+}
+_OPTION = re.compile(r"^[A-Za-z0-9_.-]+(=[A-Za-z0-9_.:/-]+)?$")
+_SERVER = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*|\[[0-9A-Fa-f:.]+\])$")
+
+
+def _fstab_entries(fstab_text):
+    """{mount point: (device, options)} from /etc/fstab text (comments and blank lines skipped)."""
+    entries = {}
+    for line in (fstab_text or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and not fields[0].startswith("#"):
+            entries[fields[1]] = (fields[0], fields[3])
+    return entries
+
+
+def client_options(settings):
+    """The role's own options, in the order they are written: version, hard/soft, timers, boot behaviour."""
+    options = [
+        "rw",
+        f"nfsvers={settings.get('nfs_version', '4.1')}",
+        "proto=tcp",
+        "hard" if settings.get("hard", True) else "soft",
+        f"timeo={settings.get('timeo', 600)}",
+        f"retrans={settings.get('retrans', 2)}",
+        "_netdev",
+    ]
+    if settings.get("boot_mode", "nofail") == "automount":
+        options += ["x-systemd.automount", f"x-systemd.idle-timeout={settings.get('idle_timeout', 600)}"]
+    else:
+        options.append("nofail")
+    options.append(f"x-systemd.mount-timeout={settings.get('mount_timeout', 30)}")
+    return options
+
+
+def _client_settings_errors(settings):
+    errors = []
+    if str(settings.get("nfs_version", "4.1")) not in NFS_VERSIONS:
+        errors.append(f"nfs_client_nfs_version: {settings.get('nfs_version')!r} must be one of {', '.join(NFS_VERSIONS)}")
+    if settings.get("boot_mode", "nofail") not in BOOT_MODES:
+        errors.append(
+            f"nfs_client_boot_mode: {settings.get('boot_mode')!r} must be nofail or automount "
+            "(either keeps a missing server from blocking boot)"
+        )
+    for key, low, high in (("timeo", 1, 6000), ("retrans", 0, 100), ("mount_timeout", 1, 3600), ("idle_timeout", 0, 86400)):
+        value = settings.get(key, 1)
+        if not _int_in(value, low, high):
+            errors.append(f"nfs_client_{key}: {value!r} must be a whole number from {low} to {high}")
+    if settings.get("state", "mounted") not in ("mounted", "present"):
+        errors.append(f"nfs_client_mount_state: {settings.get('state')!r} must be mounted or present")
+    return errors
+
+
+def _one_mount(index, mount, settings):
+    where = f"nfs_client_mounts[{index}]"
+    if not isinstance(mount, dict):
+        return [f"{where}: each mount must be a mapping with server, export and path"], None
+    errors = [f"{where}: unknown key {key!r} (known: {', '.join(MOUNT_KEYS)})" for key in mount if key not in MOUNT_KEYS]
+    server = mount.get("server")
+    if not isinstance(server, str) or not server:
+        errors.append(f"{where}.server: name or address of the NFS server, got {server!r}")
+    else:
+        try:
+            address = ipaddress.ip_address(server)
+            if address.version == 6:
+                server = f"[{server}]"
+        except ValueError:
+            if not _SERVER.match(server):
+                errors.append(f"{where}.server: {server!r} is not a host name or address")
+    export = _normal_path(mount.get("export"))
+    if export is None:
+        errors.append(f"{where}.export: {mount.get('export')!r} must be the absolute path the server exports")
+    path = _normal_path(mount.get("path"))
+    if path is None or path == "/":
+        errors.append(f"{where}.path: {mount.get('path')!r} must be an absolute mount point other than /")
+    extra = mount.get("options", settings.get("extra_options", []))
+    if not isinstance(extra, list):
+        errors.append(f"{where}.options: must be a list of mount options, got {extra!r}")
+        extra = []
+    for option in extra:
+        if not isinstance(option, str) or not _OPTION.match(option):
+            errors.append(f"{where}.options: {option!r} is not a mount option")
+            continue
+        name = option.partition("=")[0]
+        if name in CLIENT_MANAGED:
+            errors.append(f"{where}.options: {option!r} is set by the role ({CLIENT_MANAGED[name]})")
+    for key in ("owner", "group"):
+        if key in mount and not _USER.match(str(mount[key])):
+            errors.append(f"{where}.{key}: {mount[key]!r} must be a user/group name or a number")
+    if "mode" in mount and not _MODE.match(str(mount["mode"])):
+        errors.append(f"{where}.mode: {mount['mode']!r} must be an octal mode such as '0755'")
+    if errors:
+        return errors, None
+    return [], {
+        "server": server,
+        "export": export,
+        "path": path,
+        "src": f"{server}:{export}",
+        "opts": ",".join(client_options(settings) + extra),
+        "owner": str(mount.get("owner", "root")),
+        "group": str(mount.get("group", "root")),
+        "mode": str(mount.get("mode", "0755")),
+    }
+
+
+def client_plan(mounts, settings, *, fstab_text=""):
+    """Check nfs_client_* settings; return {"errors": [...], "mounts": [...]} (mounts empty on errors).
+
+    ``settings``: the role's settings without the ``nfs_client_`` prefix (nfs_version, hard, timeo,
+    retrans, boot_mode, mount_timeout, idle_timeout, extra_options, state). Each mount gets
+    ``fstab_ours``: whether /etc/fstab already has this source on this mount point (the role put it
+    there, so a non-empty directory there is the share's own data, not something the mount would hide).
+    """
+    errors = _client_settings_errors(settings)
+    if not isinstance(mounts, list):
+        return {"errors": errors + ["nfs_client_mounts: must be a list of mounts"], "mounts": []}
+    fstab = _fstab_entries(fstab_text)
+    planned = []
+    for index, mount in enumerate(mounts):
+        mount_errors, entry = _one_mount(index, mount, settings)
+        errors += mount_errors
+        if entry:
+            entry["fstab_ours"] = fstab.get(entry["path"], ("", ""))[0] == entry["src"]
+            planned.append(entry)
+    seen = {}
+    for entry in planned:
+        if entry["path"] in seen:
+            errors.append(f"nfs_client_mounts: two mounts use the mount point {entry['path']}")
+        seen[entry["path"]] = True
+    for outer in planned:
+        for inner in planned:
+            if inner is not outer and inner["path"].startswith(outer["path"] + "/"):
+                errors.append(
+                    f"nfs_client_mounts: {inner['path']} is inside the mount point {outer['path']}; "
+                    "use sibling mount points"
+                )
+    return {"errors": errors, "mounts": [] if errors else planned}
