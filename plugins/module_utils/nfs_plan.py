@@ -113,26 +113,28 @@ def _client_error(client, where, allow_any_client):
     if not isinstance(client, str) or not client.strip():
         return f"{where}: a client must be a host name, an address or a network, got {client!r}"
     client = client.strip()
+    problem = None
     if client in WORLD_CLIENTS:
-        if allow_any_client:
-            return None
-        return (
-            f"{where}: {client!r} lets every host on every network mount this export; list the hosts or "
-            "subnets that need it, or set nfs_server_allow_any_client: true"
-        )
-    if "/" in client or ":" in client or client.replace(".", "").isdigit():
+        if not allow_any_client:
+            problem = (
+                f"{where}: {client!r} lets every host on every network mount this export; list the hosts or "
+                "subnets that need it, or set nfs_server_allow_any_client: true"
+            )
+    elif "/" in client or ":" in client or client.replace(".", "").isdigit():
         try:
             network = ipaddress.ip_network(client, strict=False)
         except ValueError:
-            return f"{where}: {client!r} is not a valid address or network (CIDR)"
-        if network.prefixlen == 0 and not allow_any_client:
-            return f"{where}: {client!r} is every address; set nfs_server_allow_any_client: true if that is meant"
-        return None
-    if _NETGROUP.match(client) or _HOSTNAME.match(client):
-        if client.strip("*?.") == "":
-            return f"{where}: {client!r} matches every host; list hosts or subnets instead"
-        return None
-    return f"{where}: {client!r} is not a host name, address, network or @netgroup"
+            problem = f"{where}: {client!r} is not a valid address or network (CIDR)"
+        else:
+            if network.prefixlen == 0 and not allow_any_client:
+                problem = (
+                    f"{where}: {client!r} is every address; set nfs_server_allow_any_client: true if that is meant"
+                )
+    elif not (_NETGROUP.match(client) or _HOSTNAME.match(client)):
+        problem = f"{where}: {client!r} is not a host name, address, network or @netgroup"
+    elif client.strip("*?.") == "":
+        problem = f"{where}: {client!r} matches every host; list hosts or subnets instead"
+    return problem
 
 
 def _int_in(value, low, high):
@@ -172,7 +174,9 @@ def _one_export(index, export, allow_any_client):
     where = f"nfs_server_exports[{index}]"
     if not isinstance(export, dict):
         return [f"{where}: each export must be a mapping with at least path and clients"], None
-    errors = [f"{where}: unknown key {key!r} (known: {', '.join(EXPORT_KEYS)})" for key in export if key not in EXPORT_KEYS]
+    errors = [
+        f"{where}: unknown key {key!r} (known: {', '.join(EXPORT_KEYS)})" for key in export if key not in EXPORT_KEYS
+    ]
     path = _normal_path(export.get("path"))
     if path is None:
         errors.append(
@@ -180,7 +184,9 @@ def _one_export(index, export, allow_any_client):
             "(no spaces or quotes)"
         )
     elif path == "/":
-        errors.append(f"{where}.path: exporting / would hand the whole server's file system to the clients; export a directory")
+        errors.append(
+            f"{where}.path: exporting / would hand the whole server's file system to the clients; export a directory"
+        )
     elif any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS):
         errors.append(f"{where}.path: {path} is a system directory; export a data directory instead")
     pseudo_raw = export.get("pseudo", export.get("path"))
@@ -227,7 +233,13 @@ def _one_export(index, export, allow_any_client):
     if errors:
         return errors, None
     clients = [client.strip() for client in clients]
-    kernel_options = [access, squash, "sec=" + ":".join(sec), f"anonuid={anon['anonuid']}", f"anongid={anon['anongid']}"]
+    kernel_options = [
+        access,
+        squash,
+        "sec=" + ":".join(sec),
+        f"anonuid={anon['anonuid']}",
+        f"anongid={anon['anongid']}",
+    ]
     kernel_options += [option for option in options if option not in kernel_options]
     if "subtree_check" not in options and "no_subtree_check" not in options:
         kernel_options.append("no_subtree_check")  # exportfs warns when neither is given
@@ -347,13 +359,20 @@ def client_options(settings):
 def _client_settings_errors(settings):
     errors = []
     if str(settings.get("nfs_version", "4.1")) not in NFS_VERSIONS:
-        errors.append(f"nfs_client_nfs_version: {settings.get('nfs_version')!r} must be one of {', '.join(NFS_VERSIONS)}")
+        errors.append(
+            f"nfs_client_nfs_version: {settings.get('nfs_version')!r} must be one of {', '.join(NFS_VERSIONS)}"
+        )
     if settings.get("boot_mode", "nofail") not in BOOT_MODES:
         errors.append(
             f"nfs_client_boot_mode: {settings.get('boot_mode')!r} must be nofail or automount "
             "(either keeps a missing server from blocking boot)"
         )
-    for key, low, high in (("timeo", 1, 6000), ("retrans", 0, 100), ("mount_timeout", 1, 3600), ("idle_timeout", 0, 86400)):
+    for key, low, high in (
+        ("timeo", 1, 6000),
+        ("retrans", 0, 100),
+        ("mount_timeout", 1, 3600),
+        ("idle_timeout", 0, 86400),
+    ):
         value = settings.get(key, 1)
         if not _int_in(value, low, high):
             errors.append(f"nfs_client_{key}: {value!r} must be a whole number from {low} to {high}")
@@ -366,7 +385,9 @@ def _one_mount(index, mount, settings):
     where = f"nfs_client_mounts[{index}]"
     if not isinstance(mount, dict):
         return [f"{where}: each mount must be a mapping with server, export and path"], None
-    errors = [f"{where}: unknown key {key!r} (known: {', '.join(MOUNT_KEYS)})" for key in mount if key not in MOUNT_KEYS]
+    errors = [
+        f"{where}: unknown key {key!r} (known: {', '.join(MOUNT_KEYS)})" for key in mount if key not in MOUNT_KEYS
+    ]
     server = mount.get("server")
     if not isinstance(server, str) or not server:
         errors.append(f"{where}.server: name or address of the NFS server, got {server!r}")
