@@ -340,7 +340,6 @@ def _fstab_entries(fstab_text):
 def client_options(settings):
     """The role's own options, in the order they are written: version, hard/soft, timers, boot behaviour."""
     options = [
-        "rw",
         f"nfsvers={settings.get('nfs_version', '4.1')}",
         "proto=tcp",
         "hard" if settings.get("hard", True) else "soft",
