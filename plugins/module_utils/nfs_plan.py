@@ -191,7 +191,7 @@ def _one_export(index, export, allow_any_client):
         errors.append(f"{where}.path: {path} is a system directory; export a data directory instead")
     pseudo_raw = export.get("pseudo", export.get("path"))
     pseudo = _normal_path(pseudo_raw)
-    if pseudo is None or pseudo == "/":
+    if (pseudo is None or pseudo == "/") and "pseudo" in export:
         errors.append(f"{where}.pseudo: {pseudo_raw!r} must be an absolute path other than / (the NFSv4 pseudo root)")
     clients = export.get("clients")
     if not isinstance(clients, list) or not clients:
@@ -285,6 +285,8 @@ def server_plan(exports, *, implementation="kernel", versions=(4,), allow_any_cl
     for key, label in (("path", "path"), ("pseudo", "pseudo"), ("export_id", "export_id")):
         seen = {}
         for entry in planned:
+            if key == "export_id" and len({e["pseudo"] for e in planned}) < len(planned):
+                break  # a shared pseudo path is reported already, and shares its derived id too
             if entry[key] in seen:
                 extra = " (two pseudo paths share a derived id: set export_id on one)" if key == "export_id" else ""
                 errors.append(
