@@ -104,6 +104,32 @@ def test_chats_through_the_vip_reach_both_gpu_hosts(lab):
     assert seen == {"gpu1-qwen3vl-webui-0", "gpu2-qwen3vl-webui-0"}
 
 
+def test_storage_serves_the_webui_data_share_and_gpu_hosts_have_its_fstab_entry(lab):
+    """storage1 runs NFS-Ganesha; each GPU host's fstab mounts it where the WebUI keeps its data (the lab's
+    kernel cannot mount NFS: nfs_client_mount_state is present, so the directory itself is local here)."""
+    assert lab[0] == 0
+    assert re.search(r"^storage1 .*nfs-ganesha=running", lab[1], re.M), lab[1][-2000:]
+    for host in ("gpu1", "gpu2"):
+        rc, fstab = sh("docker", "exec", f"qwen3vl-lab-{host}", "cat", "/etc/fstab")
+        assert rc == 0, fstab
+        assert re.search(
+            r"^172\.29\.72\.31:/srv/qwen3vl/data\s+/mnt/qwen3vl-data\s+nfs\s+\S*_netdev,nofail\S*\s+0\s+0$", fstab, re.M
+        ), fstab
+        rc, out = sh("docker", "exec", f"qwen3vl-lab-{host}", "bash", "-c", "exec 3<>/dev/tcp/172.29.72.31/2049")
+        assert rc == 0, f"{host} cannot reach storage1:2049: {out}"
+        rc, mounts = sh(
+            "docker",
+            "exec",
+            f"qwen3vl-lab-{host}",
+            "docker",
+            "inspect",
+            "qwen3vl-webui-0",
+            "--format",
+            "{{range .Mounts}}{{.Source}} {{end}}",
+        )
+        assert rc == 0 and "/mnt/qwen3vl-data/webui" in mounts.split(), mounts
+
+
 def test_the_lb_play_alone_reads_the_backends_from_their_hosts(lab):
     """--limit lb: no webui run in this run, so nginx_lb reads the record the webui role left on each GPU host."""
     rc, out = sh("tools/lab.sh", "converge", "--limit", "lb")
@@ -117,7 +143,8 @@ def test_check_mode_on_new_hosts_passes(fresh_check):
     rc, out = fresh_check
     assert rc == 0, out[-4000:]
     rows = recap(out)
-    assert set(rows) >= {"gpu1", "gpu2", "lb1", "lb2"} and all(r["failed"] == 0 for r in rows.values()), out[-4000:]
+    assert set(rows) >= {"gpu1", "gpu2", "lb1", "lb2", "storage1"}, out[-4000:]
+    assert all(r["failed"] == 0 for r in rows.values()), out[-4000:]
     assert "Docker is not installed yet on gpu1 (check mode)" in out
 
 

@@ -149,6 +149,19 @@ def test_an_added_client_is_let_in_by_a_reload_and_removed_again_without_a_resta
     assert sh(SERVER, "pgrep -x ganesha.nfsd").stdout.strip() == pid, "the server was restarted, not reloaded"
 
 
+def test_a_core_setting_change_restarts_the_server():
+    pid = sh(SERVER, "pgrep -x ganesha.nfsd").stdout.strip()
+    rc, out = converge({"nfs_server_grace_period": 11})
+    try:
+        assert rc == 0, out[-4000:]
+        assert "Restart the running NFS server" in out
+        assert sh(SERVER, "grep -c 'Grace_Period = 11;' /etc/ganesha/ganesha.conf").stdout.strip() == b"1"
+        assert sh(SERVER, "pgrep -x ganesha.nfsd").stdout.strip() != pid
+    finally:
+        rc, out = converge()
+        assert rc == 0, out[-4000:]
+
+
 def test_the_kernel_exports_file_holds_exactly_the_exports():
     text = sh(KERNEL, "cat /etc/exports.d/qwen3vl.exports").stdout.decode()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
