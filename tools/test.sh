@@ -5,7 +5,7 @@
 #   tools/test.sh --quick         static checks and unit tests only (no containers)
 #   QWEN3VL_SKIP="lab sanity" tools/test.sh    skip named stages
 #
-# Stages: yamllint ruff ansible-lint sanity unit collection molecule lab. Every stage runs even when
+# Stages: yamllint ruff ansible-lint sanity unit collection molecule lab vm. Every stage runs even when
 # an earlier one failed; the exit status is non-zero when any failed. The last line reads
 # "N passed, N failed" (stages).
 set -uo pipefail
@@ -46,6 +46,7 @@ if [ "$QUICK" -eq 0 ]; then
     stage "molecule-$s" molecule test -s "$s"
   done
   stage lab python -m pytest -q tests/lab
+  stage vm python -m pytest -q -s tests/vm
 fi
 
 echo; echo "=== timings"; printf '  %s\n' "${timings[@]}"
