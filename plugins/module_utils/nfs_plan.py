@@ -137,6 +137,13 @@ def _client_error(client, where, allow_any_client):
     return problem
 
 
+def _entry_errors(where, entry, keys):
+    """Unknown keys of one list entry, or None when the entry is not a mapping at all."""
+    if not isinstance(entry, dict):
+        return None
+    return [f"{where}: unknown key {key!r} (known: {', '.join(keys)})" for key in entry if key not in keys]
+
+
 def _int_in(value, low, high):
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
@@ -172,11 +179,9 @@ def _check_options(options, where):
 def _one_export(index, export, allow_any_client):
     """(errors, normalised export) for one entry of nfs_server_exports."""
     where = f"nfs_server_exports[{index}]"
-    if not isinstance(export, dict):
+    errors = _entry_errors(where, export, EXPORT_KEYS)
+    if errors is None:
         return [f"{where}: each export must be a mapping with at least path and clients"], None
-    errors = [
-        f"{where}: unknown key {key!r} (known: {', '.join(EXPORT_KEYS)})" for key in export if key not in EXPORT_KEYS
-    ]
     path = _normal_path(export.get("path"))
     if path is None:
         errors.append(
@@ -384,11 +389,9 @@ def _client_settings_errors(settings):
 
 def _one_mount(index, mount, settings):
     where = f"nfs_client_mounts[{index}]"
-    if not isinstance(mount, dict):
+    errors = _entry_errors(where, mount, MOUNT_KEYS)
+    if errors is None:
         return [f"{where}: each mount must be a mapping with server, export and path"], None
-    errors = [
-        f"{where}: unknown key {key!r} (known: {', '.join(MOUNT_KEYS)})" for key in mount if key not in MOUNT_KEYS
-    ]
     server = mount.get("server")
     if not isinstance(server, str) or not server:
         errors.append(f"{where}.server: name or address of the NFS server, got {server!r}")
