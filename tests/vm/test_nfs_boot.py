@@ -19,6 +19,7 @@ The guest runs a small agent on its second serial port (a unix socket here): the
 scripts and gets their exit status and output back. See tests/vm/README.md."""
 
 import base64
+import hashlib
 import importlib.util
 import json
 import os
@@ -544,23 +545,30 @@ def assert_guest_isolated(vm):
             listener.accept()
 
 
+# Large enough to take many NFS WRITE/READ calls (the server offers 1 MiB wsize/rsize) and to cross the
+# ~3 KB at which libnfs 4.0's NFSv4 writes fail in molecule/nfs_server: the kernel client has no such limit.
+EXCHANGE_BYTES = 4 * 1024 * 1024
+
+
 def exchange_data(vm, export_dir, *, tag):
     """The guest reads a file the test put on the server side and writes one the test reads there."""
-    host_bytes = (export_dir / f"from-host-{tag}.bin").read_bytes()
-    out = vm.check(f"base64 -w0 {MOUNTPOINT}/from-host-{tag}.bin", timeout=150)
-    assert base64.b64decode(out) == host_bytes, "the guest read different bytes than the server holds"
-    guest_bytes = secrets.token_bytes(1024)
+    host_digest = hashlib.sha256((export_dir / f"from-host-{tag}.bin").read_bytes()).hexdigest()
+    out = vm.check(f"sha256sum {MOUNTPOINT}/from-host-{tag}.bin", timeout=150)
+    assert out.split()[0] == host_digest, "the guest read different bytes than the server holds"
     target = f"{MOUNTPOINT}/from-guest-{tag}.bin"
-    vm.check(f"echo {base64.b64encode(guest_bytes).decode()} | base64 -d > {target} && sync", timeout=150)
+    out = vm.check(f"head -c {EXCHANGE_BYTES} /dev/urandom > {target} && sync && sha256sum {target}", timeout=150)
     on_server = export_dir / f"from-guest-{tag}.bin"
     assert on_server.exists(), f"{on_server} missing on the server side after the guest wrote it"
-    assert on_server.read_bytes() == guest_bytes, "the server holds different bytes than the guest wrote"
+    assert on_server.stat().st_size == EXCHANGE_BYTES
+    assert hashlib.sha256(on_server.read_bytes()).hexdigest() == out.split()[0], (
+        "the server holds different bytes than the guest wrote"
+    )
 
 
 def export_with_file(tmp_path, tag):
     export_dir = tmp_path / "export"
     export_dir.mkdir()
-    (export_dir / f"from-host-{tag}.bin").write_bytes(secrets.token_bytes(1024))
+    (export_dir / f"from-host-{tag}.bin").write_bytes(secrets.token_bytes(EXCHANGE_BYTES))
     return export_dir
 
 
