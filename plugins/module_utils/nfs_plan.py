@@ -144,6 +144,11 @@ def _entry_errors(where, entry, keys):
     return [f"{where}: unknown key {key!r} (known: {', '.join(keys)})" for key in entry if key not in keys]
 
 
+def _nested(paths):
+    """(inner, outer) for every path of ``paths`` that lies below another one."""
+    return [(inner, outer) for outer in paths for inner in paths if inner.startswith(outer + "/")]
+
+
 def _int_in(value, low, high):
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
@@ -287,25 +292,22 @@ def server_plan(exports, *, implementation="kernel", versions=(4,), allow_any_cl
         errors += export_errors
         if entry:
             planned.append(entry)
-    for key, label in (("path", "path"), ("pseudo", "pseudo"), ("export_id", "export_id")):
+    # two exports sharing a pseudo path share its derived id too: that id clash is not reported twice
+    pseudo_shared = len({entry["pseudo"] for entry in planned}) < len(planned)
+    for key in ("path", "pseudo") if pseudo_shared else ("path", "pseudo", "export_id"):
         seen = {}
         for entry in planned:
-            if key == "export_id" and len({e["pseudo"] for e in planned}) < len(planned):
-                break  # a shared pseudo path is reported already, and shares its derived id too
             if entry[key] in seen:
                 extra = " (two pseudo paths share a derived id: set export_id on one)" if key == "export_id" else ""
                 errors.append(
-                    f"nfs_server_exports: {label} {entry[key]!r} is used by {seen[entry[key]]} and {entry['path']}{extra}"
+                    f"nfs_server_exports: {key} {entry[key]!r} is used by {seen[entry[key]]} and {entry['path']}{extra}"
                 )
             seen[entry[key]] = entry["path"]
-    paths = sorted(entry["path"] for entry in planned)
-    for outer in paths:
-        for inner in paths:
-            if inner != outer and inner.startswith(outer + "/"):
-                errors.append(
-                    f"nfs_server_exports: {inner} is inside the export {outer}; nested exports share file handles "
-                    "and squash settings in surprising ways, export sibling directories"
-                )
+    for inner, outer in _nested(sorted(entry["path"] for entry in planned)):
+        errors.append(
+            f"nfs_server_exports: {inner} is inside the export {outer}; nested exports share file handles "
+            "and squash settings in surprising ways, export sibling directories"
+        )
     return {"errors": errors, "exports": [] if errors else planned}
 
 
@@ -463,11 +465,6 @@ def client_plan(mounts, settings, *, fstab_text=""):
         if entry["path"] in seen:
             errors.append(f"nfs_client_mounts: two mounts use the mount point {entry['path']}")
         seen[entry["path"]] = True
-    for outer in planned:
-        for inner in planned:
-            if inner is not outer and inner["path"].startswith(outer["path"] + "/"):
-                errors.append(
-                    f"nfs_client_mounts: {inner['path']} is inside the mount point {outer['path']}; "
-                    "use sibling mount points"
-                )
+    for inner, outer in _nested([entry["path"] for entry in planned]):
+        errors.append(f"nfs_client_mounts: {inner} is inside the mount point {outer}; use sibling mount points")
     return {"errors": errors, "mounts": [] if errors else planned}
