@@ -19,21 +19,8 @@ PACKAGES="python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,procps,sudo,ca-
 DOCKERD_LOG="${QWEN3VL_DOCKERD_LOG:-/var/log/qwen3vl-dockerd.log}"
 READY_TIMEOUT="${QWEN3VL_DOCKERD_TIMEOUT:-90}"
 
-die() { echo "bootstrap-docker: ERROR: $*" >&2; exit 1; }
-log() { echo "bootstrap-docker: $*" >&2; }
-
-need_root() {
-  [ "$(id -u)" -eq 0 ] || die "$1 needs root (run as root or with sudo); current uid is $(id -u)"
-}
-
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script supports Debian/Ubuntu hosts only; install $* by hand"
-  need_root "installing $*"
-  log "installing $* from the distribution"
-  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null \
-    || die "apt-get install $* failed"
-}
+# shellcheck source=tools/lib.sh
+. "${BASH_SOURCE[0]%/*}/lib.sh"
 
 engine() {
   if docker info >/dev/null 2>&1; then

@@ -2,6 +2,8 @@
 # Create (or refresh) the project's Python environment in .venv from requirements.txt.
 # Skipped when .venv already holds exactly this requirements.txt (a stamp records its hash).
 set -euo pipefail
+# shellcheck source=tools/lib.sh
+. "${BASH_SOURCE[0]%/*}/lib.sh"
 cd "$(dirname "$0")/.."
 VENV="${QWEN3VL_VENV:-.venv}"
 PY="${PYTHON:-python3}"
@@ -12,18 +14,18 @@ ln -sfn ../../../.. .cache/collections/ansible_collections/qwen3vl/ha
 want="$(sha256sum requirements.txt | cut -d' ' -f1)"
 stamp="$VENV/.requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-  echo "bootstrap-venv: $VENV is up to date" >&2
+  log "$VENV is up to date"
   exit 0
 fi
-command -v "$PY" >/dev/null 2>&1 || { echo "bootstrap-venv: ERROR: $PY not found" >&2; exit 1; }
+command -v "$PY" >/dev/null 2>&1 || die "$PY not found"
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-  || { echo "bootstrap-venv: ERROR: Python >= 3.11 needed, $PY is $("$PY" -V 2>&1)" >&2; exit 1; }
+  || die "Python >= 3.11 needed, $PY is $("$PY" -V 2>&1)"
 if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' 2>/dev/null; then
-  echo "bootstrap-venv: ERROR: $PY has no venv/ensurepip (Debian: apt-get install python3-venv)" >&2; exit 1
+  die "$PY has no venv/ensurepip (Debian: apt-get install python3-venv)"
 fi
-echo "bootstrap-venv: creating $VENV from requirements.txt" >&2
+log "creating $VENV from requirements.txt"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q -r requirements.txt
 echo "$want" >"$stamp"
-echo "bootstrap-venv: done ($("$VENV/bin/ansible" --version | sed -n 1p))" >&2
+log "done ($("$VENV/bin/ansible" --version | sed -n 1p))"

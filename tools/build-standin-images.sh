@@ -20,8 +20,8 @@ VLLM_IMAGE="${QWEN3VL_STANDIN_VLLM_IMAGE:-qwen3vl-ha/standin-vllm:test}"
 WEBUI_IMAGE="${QWEN3VL_STANDIN_WEBUI_IMAGE:-qwen3vl-ha/standin-webui:test}"
 TAR="${QWEN3VL_STANDIN_TAR:-.cache/images/qwen3vl-standin-images.tar}"
 
-die() { echo "build-standin-images: ERROR: $*" >&2; exit 1; }
-log() { echo "build-standin-images: $*" >&2; }
+# shellcheck source=tools/lib.sh
+. "${BASH_SOURCE[0]%/*}/lib.sh"
 
 standin_hash() {
   # Names and contents of every file under tests/standin/ (caches excluded), in a stable order.

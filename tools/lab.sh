@@ -9,11 +9,13 @@
 #
 # Extra arguments after `up` or `converge` go to ansible-playbook (e.g. --check, --diff, -v).
 set -euo pipefail
+# shellcheck source=tools/lib.sh
+. "${BASH_SOURCE[0]%/*}/lib.sh"
 cd "$(dirname "$0")/.."
 INV=inventories/lab
 
 step() { printf '\n=== lab: %s\n' "$*" >&2; }
-timed() { local t0=$SECONDS; "$@"; printf 'lab: %s took %ds\n' "$*" $((SECONDS - t0)) >&2; }
+timed() { local t0=$SECONDS; "$@"; log "$* took $((SECONDS - t0))s"; }
 
 setup() {
   timed tools/bootstrap-venv.sh
@@ -26,7 +28,7 @@ venv() { # shellcheck disable=SC1091
 }
 
 summary() {
-  ansible-playbook -i "$INV" tests/lab/summary.yml >/dev/null || { echo "lab: summary failed" >&2; return 1; }
+  ansible-playbook -i "$INV" tests/lab/summary.yml >/dev/null || { log "summary failed"; return 1; }
   cat .cache/lab-summary.txt
 }
 
@@ -50,7 +52,7 @@ case "${1:-}" in
     ;;
   down)
     if [ ! -x .venv/bin/ansible-playbook ] || ! docker info >/dev/null 2>&1; then
-      echo "lab: nothing to remove (no venv or no Docker engine)" >&2; exit 0
+      log "nothing to remove (no venv or no Docker engine)"; exit 0
     fi
     venv
     timed ansible-playbook -i "$INV" tests/lab/down.yml

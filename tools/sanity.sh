@@ -3,10 +3,13 @@
 # ansible-test needs the collection at .../ansible_collections/qwen3vl/ha, so the checkout's files
 # (tracked and untracked, minus what .gitignore ignores) are copied into such a tree first.
 set -euo pipefail
+# shellcheck source=tools/lib.sh
+. "${BASH_SOURCE[0]%/*}/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 PY="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-WORK="${QWEN3VL_SANITY_DIR:-$ROOT/.cache/sanity}"
+# one tree per run, so runs side by side (helpers, a second checkout user) do not remove each other's
+WORK="${QWEN3VL_SANITY_DIR:-$ROOT/.cache/sanity.$$}"
 SANITY_VENV="$ROOT/.cache/sanity-venv"
 ANSIBLE_CORE="$("$ROOT/.venv/bin/python" -c 'import ansible.release as r; print(r.__version__)')"
 
@@ -29,9 +32,10 @@ mkdir -p ~/.ansible/test/cache
 cp "$ROOT/tools/ansible-test/get_pip_standin.py" ~/.ansible/test/cache/"get_pip_${PIP_VERSION//./_}.py"
 DEST="$WORK/ansible_collections/qwen3vl/ha"
 rm -rf "$WORK" && mkdir -p "$DEST"
+[ -n "${QWEN3VL_SANITY_DIR:-}" ] || trap 'rm -rf "$WORK"' EXIT
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -C "$DEST" -x \
-  || { echo "sanity: copying the tree failed" >&2; exit 1; }
+  || die "copying the tree failed"
 cd "$DEST"
 # ansible-test lists files through git when it finds a repository; give it one.
 git init -q && git add -A && git -c user.name=sanity -c user.email=sanity@localhost commit -qm sanity
-exec ansible-test sanity --color no --python "$PY" --local --requirements "$@"
+ansible-test sanity --color no --python "$PY" --local --requirements "$@"

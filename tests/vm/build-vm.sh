@@ -25,12 +25,8 @@ BASE_IMAGE="${QWEN3VL_BASE_IMAGE:-qwen3vl-ha/systemd-debian:bookworm}"
 GANESHA_IMAGE="${QWEN3VL_VM_GANESHA_IMAGE:-qwen3vl-ha/vmtest-ganesha:bookworm}"
 GANESHA_PACKAGES="nfs-ganesha nfs-ganesha-vfs"
 
-die() { echo "build-vm: ERROR: $*" >&2; exit 1; }
-log() { echo "build-vm: $*" >&2; }
-
-need_root() {
-  [ "$(id -u)" -eq 0 ] || die "$1 needs root (run as root or with sudo); current uid is $(id -u)"
-}
+# shellcheck source=tools/lib.sh
+. "${BASH_SOURCE[0]%/*}/../../tools/lib.sh"
 
 host_tools() {
   # command:package pairs; install the packages whose command is missing
@@ -40,13 +36,7 @@ host_tools() {
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
-  command -v apt-get >/dev/null 2>&1 \
-    || die "missing ${missing[*]} and apt-get not found: install them by hand (Debian/Ubuntu hosts only)"
-  need_root "installing ${missing[*]}"
-  log "installing ${missing[*]} from the distribution"
-  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed"
+  apt_install "${missing[@]}"
 }
 
 # --- the guest -------------------------------------------------------------------------------
