@@ -33,8 +33,10 @@ cp "$ROOT/tools/ansible-test/get_pip_standin.py" ~/.ansible/test/cache/"get_pip_
 DEST="$WORK/ansible_collections/qwen3vl/ha"
 rm -rf "$WORK" && mkdir -p "$DEST"
 [ -n "${QWEN3VL_SANITY_DIR:-}" ] || trap 'rm -rf "$WORK"' EXIT
-git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -C "$DEST" -x \
-  || die "copying the tree failed"
+# (tracked files deleted in the work tree but not yet in the index are left out)
+git ls-files -z --cached --others --exclude-standard \
+  | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
+  | tar --null -T - -c | tar -C "$DEST" -x || die "copying the tree failed"
 cd "$DEST"
 # ansible-test lists files through git when it finds a repository; give it one.
 git init -q && git add -A && git -c user.name=sanity -c user.email=sanity@localhost commit -qm sanity
