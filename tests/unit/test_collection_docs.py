@@ -470,8 +470,7 @@ def _play_uses(plays):
             used = _collection_of(name)
             if used:
                 yield used
-        for name in play.get("collections") or []:
-            yield name
+        yield from play.get("collections") or []
         for name in play.get("module_defaults") or {}:
             used = _collection_of(str(name).removeprefix("group/"))
             if used:
