@@ -1,26 +1,37 @@
 # Copyright (c) 2026 qwen3vl.ha developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter: resolve the webui role's instances (one per GPU) and check them, on the controller."""
+"""Filter: check the webui role's settings, resolve its instances (one per GPU) and gate them, on the controller."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import webui_plan as core
 
 
-def webui_plan(config, gpu_facts=None):
-    """Return {"instances": [...], "errors": [...]} for the role variables in ``config``."""
-    if not isinstance(config, dict):
+def webui_plan(config, gpu_facts=None, checksums=None, gpu_result=None):
+    """Return {"instances", "errors", "warnings"} for the role settings in ``config`` (see module_utils)."""
+    if not isinstance(config, Mapping):
         raise AnsibleFilterError("webui_plan: the input must be a mapping of the role's settings")
-    return core.plan(config, gpu_facts if isinstance(gpu_facts, dict) else None)
+    return core.plan(
+        dict(config),
+        dict(gpu_facts) if isinstance(gpu_facts, Mapping) else None,
+        checksums if isinstance(checksums, (Mapping, list)) else None,
+        dict(gpu_result) if isinstance(gpu_result, Mapping) else None,
+    )
 
 
 def webui_gate(instances, checksums=None, gpu_result=None):
-    """Return the instances with ``blocked`` set to why each may not start ("" when it may)."""
+    """Return the instances with ``blocked`` set to why each may not start ("" when it may).
+
+    The older face of the gate: ``webui_plan(gpu_facts, checksums, gpu_result)`` does the same in one call
+    and follows the collection's plan convention; this one stays while roles/webui/tasks/decide.yml uses it.
+    """
     if not isinstance(instances, list):
         raise AnsibleFilterError("webui_gate: the input must be the list of planned instances")
-    return core.gate(instances, checksums if isinstance(checksums, (dict, list)) else None, gpu_result or None)
+    return core.gate(instances, checksums if isinstance(checksums, (Mapping, list)) else None, gpu_result or None)
 
 
 class FilterModule(object):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import json
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+
 # Types of the daemon.json keys this collection knows. dockerd refuses unknown keys
 # ("the following directives don't match any configuration option") and then does not start,
 # so an unknown key is an error unless the caller allows it by name.
@@ -133,7 +135,7 @@ def _type_name(value):
 def _matches(value, expected):
     # bool is a subclass of int in Python; JSON and dockerd keep them apart.
     if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return checks.is_int(value)
     return isinstance(value, expected)
 
 
@@ -178,8 +180,8 @@ def validate(settings, where="daemon.json", allowed_extra_keys=()):
         elif not _matches(value, expected):
             errors.append("%s: expected %s, got %s %r" % (path, _expected_name(expected), _type_name(value), value))
     level = settings.get("log-level")
-    if isinstance(level, str) and level not in LOG_LEVELS:
-        errors.append("%s['log-level']: must be one of %s, got %r" % (where, ", ".join(LOG_LEVELS), level))
+    if isinstance(level, str):
+        checks.add(errors, checks.one_of(level, "%s['log-level']" % where, LOG_LEVELS))
     runtimes = settings.get("runtimes")
     if isinstance(runtimes, dict):
         for name, spec in sorted(runtimes.items()):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+
 _SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
-_TIME = re.compile(r"^[0-9]+(ms|s|m|h)?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$")
 _USER = re.compile(r"^[^:\s]+$")
 
@@ -36,10 +37,6 @@ def _instances(deployed):
     if isinstance(deployed, dict) and isinstance(deployed.get("instances"), list):
         return deployed["instances"]
     return None
-
-
-def _valid_port(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, check_mode=False):
@@ -87,7 +84,7 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
                 if explicit[kind]:
                     continue
                 port = inst.get(port_key)
-                if not _valid_port(port):
+                if not checks.is_port(port):
                     result["errors"].append("%s %s: %s %r is not a port" % (host, name, port_key, port))
                     continue
                 result[kind].append({"server": server_address(address, port), "host": host, "instance": name})
@@ -112,11 +109,8 @@ def _check_duplicates(result):
 
 
 def _time_errors(cfg, keys):
-    return [
-        "nginx_lb_%s: %r is not an nginx time (e.g. 2s, 500ms, 10m)" % (key, cfg[key])
-        for key in keys
-        if key in cfg and not _TIME.match(str(cfg[key]))
-    ]
+    what = "an nginx time (e.g. 2s, 500ms, 10m)"
+    return checks.add([], *(checks.duration(cfg[key], "nginx_lb_" + key, what=what) for key in keys if key in cfg))
 
 
 def _path_errors(cfg):
@@ -189,12 +183,11 @@ def config_errors(cfg):
     if "client_max_body_size" in cfg and not _SIZE.match(str(cfg["client_max_body_size"])):
         errors.append("nginx_lb_client_max_body_size: %r is not an nginx size (e.g. 10m)" % cfg["client_max_body_size"])
     for key in ("http_port", "https_port"):
-        if key in cfg and not _valid_port(cfg[key]):
-            errors.append("nginx_lb_%s: %r is not a port" % (key, cfg[key]))
+        if key in cfg:
+            checks.add(errors, checks.port(cfg[key], "nginx_lb_" + key, what="port"))
     if cfg.get("http_port") == cfg.get("https_port") and "http_port" in cfg:
         errors.append("nginx_lb_http_port and nginx_lb_https_port: both %s" % cfg["http_port"])
     for key, low in (("max_fails", 0), ("next_upstream_tries", 1), ("keepalive", 0)):
-        value = cfg.get(key)
-        if key in cfg and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-            errors.append("nginx_lb_%s: %r must be an integer >= %d" % (key, value, low))
+        if key in cfg:
+            checks.add(errors, checks.integer(cfg[key], "nginx_lb_" + key, minimum=low))
     return errors

@@ -9,12 +9,20 @@ Numbering: instance N is the Nth entry of ``webui_instances`` or, when that is e
 (``auto`` = every GPU gpu_health reports, sorted by index, healthy or not, so that a sick GPU never
 shifts the ports of the others). Instance N publishes vLLM on ``vllm_port_base + N`` and the WebUI on
 ``ui_port_base + N`` unless the entry names its own ports.
+
+Calling convention (see checks.py): ``_webui_config | qwen3vl.ha.webui_plan(gpu_facts, checksums,
+gpu_result)`` returns ``{"instances", "errors", "warnings"}``. The role calls it three times: with no host
+context before anything runs (every setting is checked, GPUs are not known yet), after gpu_health with its
+facts (GPU references are resolved against the host), and after model_checksum with both results (each
+instance gets ``blocked``).
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
 
 # Flags the role renders itself; extra args must not repeat them (the later one would silently win).
 MANAGED_VLLM_FLAGS = (
@@ -28,21 +36,79 @@ MANAGED_VLLM_FLAGS = (
     "--served-model-name",
     "--shutdown-timeout",
 )
-# Environment the role sets on the vLLM container (the API key travels in an env file, never in argv).
+# Environment the role sets on the vLLM container: the API key goes in the container's env (docker_container
+# env:, its task under no_log), never in argv where `ps` shows it to every local user.
 MANAGED_VLLM_ENV = ("VLLM_API_KEY",)
 # Set by the NVIDIA runtime from device_requests; a second value would fight the GPU pinning.
 GPU_PINNING_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 INSTANCE_KEYS = ("gpu", "vllm_port", "ui_port", "model_dir")
 _GPU_UUID = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]+$")
+_DRIVER_VERSION = r"^[0-9]+(\.[0-9]+)*$"
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+def _int_text(value):
+    """An int from an int or a string of digits (the module's type=int takes both); else the value."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def _blank(value):
+    return not str(value if value is not None else "").strip()
+
+
+# What a module option of type bool accepts besides true and false (ansible.module_utils.parsing.convert_bool).
+_BOOLEAN_TEXT = ("yes", "no", "on", "off", "true", "false", "y", "n", "t", "f", "1", "0")
+
+
+def _boolean(value, where):
+    if isinstance(value, bool) or value in (0, 1) or (isinstance(value, str) and value.lower() in _BOOLEAN_TEXT):
+        return None
+    return "%s: %s is not a boolean (true or false)" % (where, checks.show(value))
+
+
+def _string(value, where):
+    return None if isinstance(value, str) else "%s: %s is not a string" % (where, checks.show(value))
+
+
+def _int_list(value, where):
+    if isinstance(value, list) and all(checks.is_int(_int_text(x)) and _int_text(x) >= 0 for x in value):
+        return None
+    return "%s: must be a list of XID numbers (integers >= 0), got %s" % (where, checks.show(value))
+
+
+# The qwen3vl.ha.gpu_health options webui_gpu_health_args may set, with their check (the module's
+# argument_spec in plugins/modules/gpu_health.py; the role sets fail_on_unhealthy and allow_no_gpu itself).
+GPU_HEALTH_ARGS = {
+    "backend": lambda v, w: checks.one_of(v, w, ("auto", "nvml", "nvidia_smi")),
+    "nvidia_smi_path": lambda v, w: _string(v, w) or checks.non_empty(v, w, "a command name or path"),
+    "max_temperature": lambda v, w: checks.integer(_int_text(v), w, minimum=0),
+    "min_free_memory_mib": lambda v, w: checks.integer(_int_text(v), w, minimum=0),
+    "expected_count": lambda v, w: checks.integer(_int_text(v), w, minimum=0),
+    "min_driver_version": lambda v, w: checks.matches(
+        str(v) if checks.is_number(v) else v, w, _DRIVER_VERSION, "a driver version such as 550.54.15"
+    ),
+    "max_retired_pages": lambda v, w: checks.integer(_int_text(v), w, minimum=1),
+    "xid_ignore": _int_list,
+    "xid_fatal": _int_list,
+    "xid_source": lambda v, w: checks.one_of(v, w, ("auto", "dmesg", "journal", "file", "none")),
+    "kernel_log_path": checks.absolute_path,
+}
+# The qwen3vl.ha.model_checksum options webui_model_checksum_args may set (plugins/modules/model_checksum.py;
+# the role sets path, manifest and fail_on_mismatch itself).
+MODEL_CHECKSUM_ARGS = {
+    "extra_files": lambda v, w: checks.one_of(v, w, ("ignore", "warn", "fail")),
+    "exclude": lambda v, w: checks.string_list(v, w, hint="glob patterns relative to the model directory"),
+    "workers": lambda v, w: checks.integer(_int_text(v), w, minimum=0),
+    "cache": _boolean,
+    "cache_dir": checks.absolute_path,
+    "cache_max_age": lambda v, w: checks.integer(_int_text(v), w, minimum=0),
+}
 
 
 def _gpu_ref(value, where, errors):
     """Normalise one GPU reference to ("index", int) or ("uuid", str); None after recording an error."""
-    if _is_int(value) and value >= 0:
+    if checks.is_int(value) and value >= 0:
         return ("index", value)
     if isinstance(value, str):
         text = value.strip()
@@ -70,8 +136,9 @@ def _flag_name(arg):
 
 
 def _check_extra_args(args, where, managed, errors):
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        errors.append("%s: must be a list of strings (one argument per item)" % where)
+    problem = checks.string_list(args, where, hint="one argument per item")
+    if problem:
+        errors.append(problem)
         return
     for n, arg in enumerate(args):
         name = _flag_name(arg)
@@ -99,11 +166,7 @@ def _explicit_entries(instances, errors):
         if not isinstance(entry, dict):
             errors.append("%s: must be a mapping with at least 'gpu'" % where)
             continue
-        unknown = sorted(set(entry) - set(INSTANCE_KEYS), key=str)
-        if unknown:
-            errors.append(
-                "%s: unknown key(s) %s; allowed: %s" % (where, ", ".join(map(str, unknown)), ", ".join(INSTANCE_KEYS))
-            )
+        checks.add(errors, checks.unknown_keys(entry, where, INSTANCE_KEYS))
         if "gpu" not in entry:
             errors.append("%s: 'gpu' is required (a GPU index or UUID)" % where)
             continue
@@ -112,7 +175,7 @@ def _explicit_entries(instances, errors):
 
 
 def _gpu_entries(config, gpu_table, errors):
-    """Entries from webui_gpus ("auto" = every GPU gpu_health reported)."""
+    """Entries from webui_gpus ("auto" = every GPU gpu_health reported; None = not read yet)."""
     gpus = config.get("gpus", "auto")
     if gpus != "auto":
         if not isinstance(gpus, list) or not gpus:
@@ -124,6 +187,8 @@ def _gpu_entries(config, gpu_table, errors):
             "webui_gpus: 'auto' takes the GPU list from gpu_health, which webui_gpu_check: false turns off; "
             "list the GPUs (e.g. [0, 1]) or turn the check on"
         )
+    elif gpu_table is None:
+        return []
     elif not gpu_table:
         errors.append("webui_gpus: 'auto' found no GPU on this host (gpu_health reported none)")
     return [("webui_gpus[%d]" % n, {"gpu": i}) for n, i in enumerate(sorted(gpu_table))]
@@ -141,25 +206,112 @@ def _entries(config, gpu_table, errors):
 
 
 def _port(value, where, errors):
-    if not _is_int(value) or not 1 <= value <= 65535:
-        errors.append("%s: %r is not a TCP port (1-65535)" % (where, value))
+    problem = checks.port(value, where)
+    if problem:
+        errors.append(problem)
         return None
     return value
 
 
-def plan(config, gpu_facts=None):
-    """Resolve and check the instances.
+def _passthrough_errors(args, where, specs):
+    """Unknown keys and bad values in a mapping of module options the role passes through."""
+    problem = checks.unknown_keys(args, where, tuple(specs))
+    if problem and not isinstance(args, dict):
+        return [problem]
+    errors = checks.add([], problem)
+    for key in sorted((k for k in args if k in specs), key=str):
+        checks.add(errors, specs[key](args[key], "%s.%s" % (where, key)))
+    return errors
+
+
+def _gpu_health_args_errors(args):
+    where = "webui_gpu_health_args"
+    errors = _passthrough_errors(args, where, GPU_HEALTH_ARGS)
+    if isinstance(args, dict):
+        source = args.get("xid_source", "auto")
+        if source == "file" and not args.get("kernel_log_path"):
+            errors.append("%s.xid_source: file needs %s.kernel_log_path" % (where, where))
+        if args.get("kernel_log_path") and source != "file":
+            errors.append("%s.kernel_log_path: only read with xid_source: file (xid_source is %s)" % (where, source))
+    return errors
+
+
+def settings_errors(config):
+    """Messages for the settings that do not depend on the host (argument_specs has checked the types).
+
+    ``config`` keys: vllm_api_key_set (bool: the key is not empty; the key itself stays out of the plan),
+    vllm_allow_no_api_key, ui_image, image_source, image_archives, vllm_ipc_mode, vllm_shm_size,
+    vllm_gpu_memory_utilization, vllm_shutdown_timeout, ui_health_path, gpu_health_args, model_checksum_args.
+    A missing key is not checked.
+    """
+    errors = []
+    if "vllm_api_key_set" in config and not config["vllm_api_key_set"] and not config.get("vllm_allow_no_api_key"):
+        errors.append("webui_vllm_api_key: empty; set it (from Ansible Vault) or set webui_vllm_allow_no_api_key: true")
+    if "ui_image" in config and _blank(config["ui_image"]):
+        errors.append(
+            "webui_ui_image: no WebUI image set (there is no public default); "
+            "e.g. registry.example.internal/qwen3vl/webui:1.4.2"
+        )
+    if config.get("image_source") == "archive" and not config.get("image_archives"):
+        errors.append("webui_image_archives: empty, but webui_image_source is archive")
+    if config.get("vllm_ipc_mode", "host") != "host" and _blank(config.get("vllm_shm_size")):
+        errors.append('webui_vllm_shm_size: set it (e.g. "16g") when webui_vllm_ipc_mode is not "host"')
+    if "vllm_gpu_memory_utilization" in config:
+        checks.add(
+            errors,
+            checks.number(
+                config["vllm_gpu_memory_utilization"],
+                "webui_vllm_gpu_memory_utilization",
+                minimum=0,
+                maximum=1,
+                exclusive_minimum=True,
+            ),
+        )
+    if "vllm_shutdown_timeout" in config:
+        checks.add(errors, checks.integer(config["vllm_shutdown_timeout"], "webui_vllm_shutdown_timeout", minimum=0))
+    if "ui_health_path" in config:
+        checks.add(
+            errors,
+            checks.matches(config["ui_health_path"], "webui_ui_health_path", r"^/\S*$", "a URL path starting with /"),
+        )
+    if "gpu_health_args" in config:
+        errors += _gpu_health_args_errors(config["gpu_health_args"])
+    if "model_checksum_args" in config:
+        errors += _passthrough_errors(config["model_checksum_args"], "webui_model_checksum_args", MODEL_CHECKSUM_ARGS)
+    return errors
+
+
+def settings_warnings(config):
+    """Settings that work but are probably not meant."""
+    warnings = []
+    if config.get("vllm_api_key_set") is False and config.get("vllm_allow_no_api_key"):
+        warnings.append(
+            "webui_vllm_api_key: empty and webui_vllm_allow_no_api_key is true: "
+            "anyone who reaches a vLLM port may use the model"
+        )
+    if config.get("gpu_health_args") and not config.get("gpu_check", True):
+        warnings.append("webui_gpu_health_args: not used, because webui_gpu_check is false")
+    if config.get("model_checksum_args") and not config.get("model_verify", True):
+        warnings.append("webui_model_checksum_args: not used, because webui_model_verify is false")
+    return warnings
+
+
+def plan(config, gpu_facts=None, checksums=None, gpu_result=None):
+    """Check every setting, resolve the instances and, given the host's check results, gate them.
 
     ``config`` keys (the role's variables without the ``webui_`` prefix): gpus, instances, gpu_check,
     device_requests, vllm_port_base, ui_port_base, model_dir, vllm_extra_args, ui_extra_args, vllm_env,
-    vllm_name_prefix, ui_name_prefix, model_mount_root. ``gpu_facts`` is ansible_facts.qwen3vl_gpu_health.
+    vllm_name_prefix, ui_name_prefix, model_mount_root, model_verify, and the keys of settings_errors().
+    ``gpu_facts`` is ansible_facts.qwen3vl_gpu_health; None while the GPU check has not run yet: GPU
+    references are then checked for their form only, and "auto" resolves to no instance yet.
+    ``checksums`` and ``gpu_result``: see gate(); when either is given, every instance gets ``blocked``.
 
-    Returns {"instances": [...], "errors": [...]}; instances is empty whenever errors is not.
+    Returns {"instances": [...], "errors": [...], "warnings": [...]}; instances is empty whenever errors is not.
     """
-    errors = []
+    errors = settings_errors(config)
     gpu_check = bool(config.get("gpu_check", True))
-    gpu_table = _gpu_table(gpu_facts) if gpu_check else {}
-    uuid_to_index = {u: i for i, u in gpu_table.items() if u}
+    gpu_table = (_gpu_table(gpu_facts) if gpu_facts is not None else None) if gpu_check else {}
+    uuid_to_index = {u: i for i, u in (gpu_table or {}).items() if u}
 
     _check_extra_args(config.get("vllm_extra_args", []), "webui_vllm_extra_args", MANAGED_VLLM_FLAGS, errors)
     _check_extra_args(config.get("ui_extra_args", []), "webui_ui_extra_args", (), errors)
@@ -182,8 +334,8 @@ def plan(config, gpu_facts=None):
             continue
         kind, value = ref
         index = value if kind == "index" else uuid_to_index.get(value)
-        uuid = gpu_table.get(value) if kind == "index" else value
-        if gpu_check:
+        uuid = (gpu_table or {}).get(value) if kind == "index" else value
+        if gpu_check and gpu_table is not None:
             if kind == "index" and value not in gpu_table:
                 errors.append(
                     "%s: GPU index %d does not exist on this host (GPUs: %s)"
@@ -219,8 +371,9 @@ def plan(config, gpu_facts=None):
 
         model_dir = entry.get("model_dir", default_model_dir)
         model_dir_var = where + ".model_dir" if "model_dir" in entry else "webui_model_dir"
-        if not isinstance(model_dir, str) or not posixpath.isabs(model_dir):
-            errors.append("%s: %r is not an absolute path to the model directory" % (model_dir_var, model_dir))
+        problem = checks.absolute_path(model_dir, model_dir_var, what="an absolute path to the model directory")
+        if problem:
+            errors.append(problem)
             continue
         model_dir = posixpath.normpath(model_dir)
         instances.append(
@@ -239,7 +392,11 @@ def plan(config, gpu_facts=None):
                 "model_path": posixpath.join(mount_root, posixpath.basename(model_dir)),
             }
         )
-    return {"instances": [] if errors else instances, "errors": errors}
+    if errors:
+        instances = []
+    elif checksums is not None or gpu_result is not None:
+        instances = gate(instances, checksums, gpu_result)
+    return {"instances": instances, "errors": errors, "warnings": settings_warnings(config)}
 
 
 def _gpu_verdicts(gpu_result):
