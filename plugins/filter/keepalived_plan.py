@@ -43,8 +43,11 @@ def _host_entry(host_vars):
     )
 
 
-def keepalived_plan(config, hostvars=None):
-    """Return {errors, warnings, instances, hosts} for the role settings in ``config`` (see module_utils)."""
+def keepalived_plan(config, hostvars=None, host=None):
+    """Return {errors, warnings, instances, hosts} for the role settings in ``config`` (see module_utils).
+
+    ``hostvars``: where each group host's facts and role settings are read; ``host``: the host the plan is
+    for (its ``inventory_hostname``), which must be in the group."""
     if not isinstance(config, Mapping):
         raise AnsibleFilterError("keepalived_plan: the input must be a mapping of the role's settings")
     hosts = {}
@@ -56,7 +59,7 @@ def keepalived_plan(config, hostvars=None):
             except KeyError:
                 host_vars = None
         hosts[name] = _host_entry(host_vars)
-    return core.plan(dict(config), hosts)
+    return core.plan(dict(config), hosts, None if host is None else str(host))
 
 
 class FilterModule(object):

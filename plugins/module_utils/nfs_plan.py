@@ -2,16 +2,19 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check the nfs_server and nfs_client roles' variables and work out what they write.
 
-Pure Python (stdlib only, no Ansible imports): the filter plugins ``qwen3vl.ha.nfs_server_plan`` and
-``qwen3vl.ha.nfs_client_plan`` wrap it and unit tests call it directly.
+Pure Python (stdlib and the collection's ``checks``, no Ansible imports): the filter plugins
+``qwen3vl.ha.nfs_server_plan``, ``qwen3vl.ha.nfs_client_plan`` and ``qwen3vl.ha.nfs_client_mountpoint_errors``
+wrap it and unit tests call it directly.
 
-Server: ``server_plan(exports, implementation=..., versions=..., allow_any_client=...)`` returns
-``{"errors": [...], "exports": [...]}``. Each export comes back with every default filled in, its
-kernel exports(5) line (``kernel_line``) and its NFS-Ganesha export id (``export_id``). Every message
-names the variable to change; ``exports`` is empty when there are errors.
+Server: ``server_plan(exports, implementation=..., versions=..., allow_any_client=..., grace_period=...,
+lease_time=...)`` returns ``{"errors": [...], "warnings": [...], "exports": [...]}``. Each export comes back
+with every default filled in, its kernel exports(5) line (``kernel_line``) and its NFS-Ganesha export id
+(``export_id``). Every message names the variable to change; ``exports`` is empty when there are errors.
 
-Client: ``client_plan(mounts, settings, fstab_text=...)`` returns ``{"errors": [...], "mounts": [...]}``,
-one entry per mount with ``src`` and the exact fstab options string (``opts``).
+Client: ``client_plan(mounts, settings, fstab_text=...)`` returns ``{"errors": [...], "warnings": [],
+"mounts": [...]}``, one entry per mount with ``src`` and the exact fstab options string (``opts``).
+``mountpoint_errors(mounts, stats, contents, allow_nonempty)`` judges the host's mount points (what the
+role's tasks found there) for those mounts.
 
 Ganesha export ids are part of every file handle it hands out, so an id must not change when the list
 is reordered: it is derived from the pseudo path (crc32), unless the export sets ``export_id``.
@@ -23,6 +26,15 @@ import ipaddress
 import posixpath
 import re
 import zlib
+
+try:
+    from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+except ImportError:  # loaded by file path, outside the collection (tests/vm/test_nfs_boot.py): the sibling file
+    import importlib.util as _util
+
+    _spec = _util.spec_from_file_location("checks", posixpath.join(posixpath.dirname(__file__), "checks.py"))
+    checks = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(checks)
 
 IMPLEMENTATIONS = ("kernel", "ganesha")
 ACCESS = ("rw", "ro")
@@ -137,20 +149,9 @@ def _client_error(client, where, allow_any_client):
     return problem
 
 
-def _entry_errors(where, entry, keys):
-    """Unknown keys of one list entry, or None when the entry is not a mapping at all."""
-    if not isinstance(entry, dict):
-        return None
-    return [f"{where}: unknown key {key!r} (known: {', '.join(keys)})" for key in entry if key not in keys]
-
-
 def _nested(paths):
     """(inner, outer) for every path of ``paths`` that lies below another one."""
     return [(inner, outer) for outer in paths for inner in paths if inner.startswith(outer + "/")]
-
-
-def _int_in(value, low, high):
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _export_id(pseudo):
@@ -184,9 +185,9 @@ def _check_options(options, where):
 def _one_export(index, export, allow_any_client):
     """(errors, normalised export) for one entry of nfs_server_exports."""
     where = f"nfs_server_exports[{index}]"
-    errors = _entry_errors(where, export, EXPORT_KEYS)
-    if errors is None:
+    if not isinstance(export, dict):
         return [f"{where}: each export must be a mapping with at least path and clients"], None
+    errors = checks.add([], checks.unknown_keys(export, where, EXPORT_KEYS))
     path = _normal_path(export.get("path"))
     if path is None:
         errors.append(
@@ -212,21 +213,17 @@ def _one_export(index, export, allow_any_client):
         if problem:
             errors.append(problem)
     access = export.get("access", "rw")
-    if access not in ACCESS:
-        errors.append(f"{where}.access: {access!r} must be rw or ro")
     squash = export.get("squash", "root_squash")
-    if squash not in SQUASH:
-        errors.append(f"{where}.squash: {squash!r} must be one of {', '.join(SQUASH)}")
+    checks.add(
+        errors, checks.one_of(access, f"{where}.access", ACCESS), checks.one_of(squash, f"{where}.squash", SQUASH)
+    )
     sec = export.get("sec", ["sys"])
     if isinstance(sec, str):
         sec = [sec]
     if not isinstance(sec, list) or not sec or any(flavour not in SEC for flavour in sec):
         errors.append(f"{where}.sec: {export.get('sec')!r} must be a list of {', '.join(SEC)}")
-    anon = {}
-    for key in ("anonuid", "anongid"):
-        anon[key] = export.get(key, ANON_ID)
-        if not _int_in(anon[key], 0, ID_MAX):
-            errors.append(f"{where}.{key}: {anon[key]!r} must be a number from 0 to {ID_MAX}")
+    anon = {key: export.get(key, ANON_ID) for key in ("anonuid", "anongid")}
+    checks.add(errors, *(checks.integer(anon[key], f"{where}.{key}", 0, ID_MAX) for key in anon))
     options = export.get("options", list(DEFAULT_EXPORT_OPTIONS))
     errors += _check_options(options, where)
     owner = str(export.get("owner", "root"))
@@ -238,8 +235,8 @@ def _one_export(index, export, allow_any_client):
     if not _MODE.match(mode):
         errors.append(f"{where}.mode: {mode!r} must be an octal mode such as '0755'")
     export_id = export.get("export_id")
-    if export_id is not None and not _int_in(export_id, 1, GANESHA_ID_MAX):
-        errors.append(f"{where}.export_id: {export_id!r} must be a number from 1 to {GANESHA_ID_MAX}")
+    if export_id is not None:
+        checks.add(errors, checks.integer(export_id, f"{where}.export_id", 1, GANESHA_ID_MAX))
     if errors:
         return errors, None
     clients = [client.strip() for client in clients]
@@ -272,11 +269,22 @@ def _one_export(index, export, allow_any_client):
     }
 
 
-def server_plan(exports, *, implementation="kernel", versions=(4,), allow_any_client=False):
-    """Check nfs_server_* settings; return {"errors": [...], "exports": [...]} (exports empty on errors)."""
-    errors = []
-    if implementation not in IMPLEMENTATIONS:
-        errors.append(f"nfs_server_implementation: {implementation!r} must be one of {', '.join(IMPLEMENTATIONS)}")
+def _timer_errors(grace_period, lease_time):
+    """NFSv4 clients reclaim their state within the grace period; it must last at least one lease."""
+    if not (checks.is_int(grace_period) and checks.is_int(lease_time)) or grace_period >= lease_time:
+        return []
+    return [
+        f"nfs_server_grace_period: {grace_period} is shorter than nfs_server_lease_time ({lease_time}); "
+        "clients could not reclaim their state"
+    ]
+
+
+def server_plan(
+    exports, *, implementation="kernel", versions=(4,), allow_any_client=False, grace_period=None, lease_time=None
+):
+    """Check nfs_server_* settings; return {"errors": [...], "warnings": [...], "exports": [...]} (exports empty
+    on errors). ``grace_period`` and ``lease_time`` (seconds) are compared when both are given."""
+    errors = checks.add([], checks.one_of(implementation, "nfs_server_implementation", IMPLEMENTATIONS))
     if (
         not isinstance(versions, (list, tuple))
         or not versions
@@ -284,8 +292,10 @@ def server_plan(exports, *, implementation="kernel", versions=(4,), allow_any_cl
         or len(set(versions)) != len(versions)
     ):
         errors.append(f"nfs_server_nfs_versions: {versions!r} must be [4], [3, 4] or [3]")
+    errors += _timer_errors(grace_period, lease_time)
     if not isinstance(exports, list):
-        return {"errors": errors + ["nfs_server_exports: must be a list of exports"], "exports": []}
+        return {"errors": errors + ["nfs_server_exports: must be a list of exports"], "warnings": [], "exports": []}
+    warnings = [] if exports else ["nfs_server_exports: empty; the server will export nothing"]
     planned = []
     for index, export in enumerate(exports):
         export_errors, entry = _one_export(index, export, allow_any_client)
@@ -308,13 +318,14 @@ def server_plan(exports, *, implementation="kernel", versions=(4,), allow_any_cl
             f"nfs_server_exports: {inner} is inside the export {outer}; nested exports share file handles "
             "and squash settings in surprising ways, export sibling directories"
         )
-    return {"errors": errors, "exports": [] if errors else planned}
+    return {"errors": errors, "warnings": warnings, "exports": [] if errors else planned}
 
 
 # --- client ------------------------------------------------------------------------------------------
 
 MOUNT_KEYS = ("server", "export", "path", "options", "owner", "group", "mode")
 BOOT_MODES = ("nofail", "automount")
+MOUNT_STATES = ("mounted", "present")
 NFS_VERSIONS = ("4", "4.0", "4.1", "4.2", "3")
 # options the role composes from its own settings; `options` (extra) must not repeat them
 CLIENT_MANAGED = {
@@ -381,19 +392,16 @@ def _client_settings_errors(settings):
         ("mount_timeout", 1, 3600),
         ("idle_timeout", 0, 86400),
     ):
-        value = settings.get(key, 1)
-        if not _int_in(value, low, high):
-            errors.append(f"nfs_client_{key}: {value!r} must be a whole number from {low} to {high}")
-    if settings.get("state", "mounted") not in ("mounted", "present"):
-        errors.append(f"nfs_client_mount_state: {settings.get('state')!r} must be mounted or present")
+        checks.add(errors, checks.integer(settings.get(key, 1), f"nfs_client_{key}", low, high))
+    checks.add(errors, checks.one_of(settings.get("state", "mounted"), "nfs_client_mount_state", MOUNT_STATES))
     return errors
 
 
 def _one_mount(index, mount, settings):
     where = f"nfs_client_mounts[{index}]"
-    errors = _entry_errors(where, mount, MOUNT_KEYS)
-    if errors is None:
+    if not isinstance(mount, dict):
         return [f"{where}: each mount must be a mapping with server, export and path"], None
+    errors = checks.add([], checks.unknown_keys(mount, where, MOUNT_KEYS))
     server = mount.get("server")
     if not isinstance(server, str) or not server:
         errors.append(f"{where}.server: name or address of the NFS server, got {server!r}")
@@ -442,7 +450,8 @@ def _one_mount(index, mount, settings):
 
 
 def client_plan(mounts, settings, *, fstab_text=""):
-    """Check nfs_client_* settings; return {"errors": [...], "mounts": [...]} (mounts empty on errors).
+    """Check nfs_client_* settings; return {"errors": [...], "warnings": [], "mounts": [...]} (mounts empty on
+    errors).
 
     ``settings``: the role's settings without the ``nfs_client_`` prefix (nfs_version, hard, timeo,
     retrans, boot_mode, mount_timeout, idle_timeout, extra_options, state). Each mount gets
@@ -451,7 +460,7 @@ def client_plan(mounts, settings, *, fstab_text=""):
     """
     errors = _client_settings_errors(settings)
     if not isinstance(mounts, list):
-        return {"errors": errors + ["nfs_client_mounts: must be a list of mounts"], "mounts": []}
+        return {"errors": errors + ["nfs_client_mounts: must be a list of mounts"], "warnings": [], "mounts": []}
     fstab = _fstab_entries(fstab_text)
     planned = []
     for index, mount in enumerate(mounts):
@@ -467,4 +476,32 @@ def client_plan(mounts, settings, *, fstab_text=""):
         seen[entry["path"]] = True
     for inner, outer in _nested([entry["path"] for entry in planned]):
         errors.append(f"nfs_client_mounts: {inner} is inside the mount point {outer}; use sibling mount points")
-    return {"errors": errors, "mounts": [] if errors else planned}
+    return {"errors": errors, "warnings": [], "mounts": [] if errors else planned}
+
+
+def mountpoint_errors(mounts, stats, contents, allow_nonempty=False):
+    """Messages about mount points the mounts cannot use, judged from what the role's tasks found on the host.
+
+    ``mounts``: the plan's mounts (their index is the one in nfs_client_mounts: the plan has mounts only when
+    every entry is valid). Per mount, in the same order (lists of another length raise ValueError): ``stats``,
+    the stat of its path (``exists``, ``isdir``, ``isreg``; missing keys count as false), and ``contents``, the
+    first entry found in the directory ("" when it is empty, not a directory or something is mounted there).
+    A mount point that does not exist yet is fine (the mount creates it); one that is not a directory is
+    refused; a non-empty one is refused unless the role wrote its fstab entry (``fstab_ours``: the content is
+    the share's) or ``allow_nonempty``.
+    """
+    errors = []
+    for index, (mount, found, first) in enumerate(zip(mounts, stats, contents, strict=True)):
+        where = f"nfs_client_mounts[{index}].path"
+        stat, content = found or {}, (first or "").strip()
+        if stat.get("exists") and not stat.get("isdir"):
+            kind = "a file" if stat.get("isreg") else "a link or special file"
+            errors.append(
+                f"{where}: {mount['path']} exists and is not a directory ({kind}); a mount point must be a directory"
+            )
+        elif content and not mount.get("fstab_ours") and not allow_nonempty:
+            errors.append(
+                f"{where}: {mount['path']} is not empty (it holds {content}); mounting {mount['src']} there would "
+                "hide its content. Move it away, or set nfs_client_allow_nonempty: true"
+            )
+    return errors

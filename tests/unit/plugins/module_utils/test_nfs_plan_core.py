@@ -1,9 +1,19 @@
 """nfs_plan core: exports and fstab entries from the nfs_server and nfs_client roles' variables, and a
 message naming the variable for each problem."""
 
-import pytest
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from ansible_collections.qwen3vl.ha.plugins.filter.nfs_plan import nfs_client_plan, nfs_server_plan
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.qwen3vl.ha.plugins.filter.nfs_plan import (
+    nfs_client_mountpoint_errors,
+    nfs_client_plan,
+    nfs_server_plan,
+)
 from ansible_collections.qwen3vl.ha.plugins.module_utils import nfs_plan as core
 
 DATA = {"path": "/srv/qwen3vl/data", "clients": ["10.0.0.0/24"]}
@@ -281,5 +291,151 @@ def test_fstab_ours_marks_a_mount_already_in_fstab_with_the_same_source():
 
 
 def test_filters_accept_ansible_style_input():
-    assert nfs_server_plan([DATA], "ganesha", [4])["errors"] == []
-    assert nfs_client_plan([MOUNT], SETTINGS)["mounts"][0]["src"] == "storage1:/srv/qwen3vl/data"
+    assert nfs_server_plan({"exports": [DATA], "implementation": "ganesha", "nfs_versions": [4]})["errors"] == []
+    assert nfs_client_plan(dict(SETTINGS, mounts=[MOUNT]))["mounts"][0]["src"] == "storage1:/srv/qwen3vl/data"
+
+
+# --- the settings the role's preflight checked in Jinja, and the filters' calling convention -----------
+
+
+@pytest.mark.parametrize(("grace", "lease"), [(89, 90), (10, 11), (0, 1)])
+def test_a_grace_period_shorter_than_the_lease_time_is_refused(grace, lease):
+    assert only_error(server([DATA], grace_period=grace, lease_time=lease)) == (
+        f"nfs_server_grace_period: {grace} is shorter than nfs_server_lease_time ({lease}); "
+        "clients could not reclaim their state"
+    )
+
+
+@pytest.mark.parametrize(("grace", "lease"), [(90, 90), (120, 90), (11, 10), (None, 90), (90, None)])
+def test_a_grace_period_of_at_least_one_lease_passes(grace, lease):
+    assert server([DATA], grace_period=grace, lease_time=lease)["errors"] == []
+
+
+def test_an_empty_export_list_is_a_warning_not_an_error():
+    assert server([]) == {
+        "errors": [],
+        "warnings": ["nfs_server_exports: empty; the server will export nothing"],
+        "exports": [],
+    }
+    assert server([DATA])["warnings"] == []
+
+
+def test_the_server_filter_reads_the_roles_settings_without_the_prefix():
+    config = {
+        "exports": [DATA],
+        "implementation": "kernel",
+        "nfs_versions": [3, 4],
+        "allow_any_client": False,
+        "grace_period": 60,
+        "lease_time": 90,
+    }
+    result = nfs_server_plan(config)
+    assert result["errors"] == [
+        "nfs_server_grace_period: 60 is shorter than nfs_server_lease_time (90); clients could not reclaim their state"
+    ]
+    assert nfs_server_plan(dict(config, grace_period=90))["exports"][0]["path"] == DATA["path"]
+    assert nfs_server_plan(dict(config, exports=[], grace_period=90)) == {
+        "errors": [],
+        "warnings": ["nfs_server_exports: empty; the server will export nothing"],
+        "exports": [],
+    }
+    with pytest.raises(AnsibleFilterError):
+        nfs_server_plan([DATA])
+
+
+def test_the_client_filter_reads_mount_state_and_the_fstab_text():
+    config = dict({k: v for k, v in SETTINGS.items() if k != "state"}, mounts=[MOUNT], mount_state="unmounted")
+    (message,) = nfs_client_plan(config)["errors"]
+    assert message.startswith("nfs_client_mount_state: ") and "'unmounted'" in message
+    fstab = "storage1:/srv/qwen3vl/data /mnt/qwen3vl-data nfs hard 0 0\n"
+    result = nfs_client_plan(dict(config, mount_state="present"), fstab)
+    assert (result["errors"], result["warnings"], result["mounts"][0]["fstab_ours"]) == ([], [], True)
+    with pytest.raises(AnsibleFilterError):
+        nfs_client_plan([MOUNT])
+
+
+# mount points: what the role's stat and find tasks found on the host
+
+PLANNED = client([MOUNT], "")["mounts"]
+DIRECTORY = {"exists": True, "isdir": True, "isreg": False}
+
+
+@pytest.mark.parametrize(
+    ("stat", "kind"),
+    [
+        ({"exists": True, "isdir": False, "isreg": True}, "a file"),
+        ({"exists": True, "isdir": False, "isreg": False, "islnk": True}, "a link or special file"),
+    ],
+)
+def test_a_mount_point_that_is_not_a_directory_is_refused(stat, kind):
+    assert core.mountpoint_errors(PLANNED, [stat], [""]) == [
+        f"nfs_client_mounts[0].path: /mnt/qwen3vl-data exists and is not a directory ({kind}); "
+        "a mount point must be a directory"
+    ]
+    # allowing a non-empty directory does not make a file a directory
+    assert core.mountpoint_errors(PLANNED, [stat], [""], allow_nonempty=True) != []
+
+
+@pytest.mark.parametrize("stat", [{"exists": False}, DIRECTORY, None])
+def test_a_missing_or_empty_mount_point_directory_passes(stat):
+    assert core.mountpoint_errors(PLANNED, [stat], [""]) == []
+
+
+def test_a_non_empty_mount_point_is_refused_naming_what_it_holds():
+    assert core.mountpoint_errors(PLANNED, [DIRECTORY], ["/mnt/qwen3vl-data/keep.txt"]) == [
+        "nfs_client_mounts[0].path: /mnt/qwen3vl-data is not empty (it holds /mnt/qwen3vl-data/keep.txt); "
+        "mounting storage1:/srv/qwen3vl/data there would hide its content. Move it away, or set "
+        "nfs_client_allow_nonempty: true"
+    ]
+
+
+def test_a_non_empty_mount_point_passes_when_allowed_or_when_the_role_wrote_its_fstab_entry():
+    assert core.mountpoint_errors(PLANNED, [DIRECTORY], ["/mnt/qwen3vl-data/x"], allow_nonempty=True) == []
+    ours = client([MOUNT], "storage1:/srv/qwen3vl/data /mnt/qwen3vl-data nfs hard 0 0\n")["mounts"]
+    assert core.mountpoint_errors(ours, [DIRECTORY], ["/mnt/qwen3vl-data/x"]) == []
+
+
+def test_each_mount_point_is_named_by_its_index():
+    planned = client([MOUNT, dict(MOUNT, path="/mnt/b"), dict(MOUNT, path="/mnt/c")], "")["mounts"]
+    stats = [DIRECTORY, {"exists": True, "isdir": False, "isreg": True}, DIRECTORY]
+    errors = core.mountpoint_errors(planned, stats, ["", "", "/mnt/c/x"])
+    assert [e.split(":")[0] for e in errors] == ["nfs_client_mounts[1].path", "nfs_client_mounts[2].path"]
+
+
+def test_the_mountpoint_filter_reads_registered_loop_results():
+    """Registered results as Ansible hands them over: a skipped find (nothing to look at, or something is
+    mounted there) has no stdout."""
+    planned = client([MOUNT, dict(MOUNT, path="/mnt/b")], "")["mounts"]
+    stats = [{"stat": DIRECTORY, "item": planned[0]}, {"stat": DIRECTORY, "item": planned[1]}]
+    finds = [{"skipped": True, "item": [planned[0]]}, {"stdout": "/mnt/b/x", "rc": 0, "item": [planned[1]]}]
+    assert [e.split(":")[0] for e in nfs_client_mountpoint_errors(planned, stats, finds, False)] == [
+        "nfs_client_mounts[1].path"
+    ]
+    assert nfs_client_mountpoint_errors(planned, stats, finds, True) == []
+    assert nfs_client_mountpoint_errors([], [], []) == []
+    with pytest.raises(AnsibleFilterError):
+        nfs_client_mountpoint_errors({"path": "/mnt/b"}, stats, finds)
+    with pytest.raises(AnsibleFilterError):
+        nfs_client_mountpoint_errors(planned, stats[:1], finds)
+
+
+def test_the_module_loads_by_file_path_outside_the_collection():
+    """tests/vm/test_nfs_boot.py loads nfs_plan.py by its path, without ansible_collections on sys.path, for
+    client_options: the module finds its sibling checks.py then."""
+    path = Path(core.__file__).resolve()
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('nfs_plan', {str(path)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "assert 'ansible_collections.qwen3vl' not in sys.modules\n"
+        "print(','.join(module.client_options({'boot_mode': 'nofail'})))\n"
+        "print(module.server_plan([], grace_period=1, lease_time=2)['errors'][0].split(':')[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "nfsvers=4.1,proto=tcp,hard,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30",
+        "nfs_server_grace_period",
+    ]
