@@ -12,7 +12,10 @@ set -euo pipefail
 # shellcheck source=tools/lib.sh
 . "${BASH_SOURCE[0]%/*}/lib.sh"
 cd "$(dirname "$0")/.."
-INV=inventories/lab
+# More hosts by inventory: QWEN3VL_LAB_INVENTORY="inventories/lab tests/lab/more-gpus.yml" (4 GPU hosts)
+read -r -a _lab_sources <<<"${QWEN3VL_LAB_INVENTORY:-inventories/lab}"
+INV=()
+for _src in "${_lab_sources[@]}"; do INV+=(-i "$_src"); done
 
 step() { printf '\n=== lab: %s\n' "$*" >&2; }
 timed() { local t0=$SECONDS; "$@"; log "$* took $((SECONDS - t0))s"; }
@@ -28,7 +31,7 @@ venv() { # shellcheck disable=SC1091
 }
 
 summary() {
-  ansible-playbook -i "$INV" tests/lab/summary.yml >/dev/null || { log "summary failed"; return 1; }
+  ansible-playbook "${INV[@]}" tests/lab/summary.yml >/dev/null || { log "summary failed"; return 1; }
   cat .cache/lab-summary.txt
 }
 
@@ -37,15 +40,15 @@ case "${1:-}" in
     shift
     setup; venv
     step "creating the lab hosts"
-    timed ansible-playbook -i "$INV" tests/lab/up.yml
+    timed ansible-playbook "${INV[@]}" tests/lab/up.yml
     step "running site.yml"
-    timed ansible-playbook -i "$INV" site.yml "$@"
+    timed ansible-playbook "${INV[@]}" site.yml "$@"
     step "summary"
     summary
     ;;
   converge)
     shift; venv
-    timed ansible-playbook -i "$INV" site.yml "$@"
+    timed ansible-playbook "${INV[@]}" site.yml "$@"
     ;;
   summary)
     venv; summary
@@ -55,7 +58,7 @@ case "${1:-}" in
       log "nothing to remove (no venv or no Docker engine)"; exit 0
     fi
     venv
-    timed ansible-playbook -i "$INV" tests/lab/down.yml
+    timed ansible-playbook "${INV[@]}" tests/lab/down.yml
     ;;
   *)
     echo "usage: $0 up|converge|summary|down [ansible-playbook args]" >&2; exit 2 ;;

@@ -154,6 +154,25 @@ def test_all_six_hosts_run_systemd(lab):
         assert state.strip() in ("running", "degraded"), f"{host}: {state}"
 
 
+def test_only_the_gpu_host_with_a_change_is_rolled(lab):
+    """site.yml plans on every GPU host at once and rolls out only where Docker says a container would
+    change: with gpu1's WebUI stopped, gpu1 is rolled (its WebUI started again) and gpu2 ends at once."""
+    assert sh("docker", "exec", "qwen3vl-lab-gpu1", "docker", "stop", "qwen3vl-webui-0")[0] == 0
+    rc, out = sh("tools/lab.sh", "converge")
+    assert rc == 0, out[-4000:]
+    rows = recap(out)
+    assert rows["gpu1"]["changed"] >= 1 and rows["gpu2"]["changed"] == 0, out[-4000:]
+    rollout = out.split("PLAY [GPU hosts - model instances, rolled out one host at a time", 1)[1].split("PLAY [", 1)[0]
+    started = re.findall(r"^changed: \[(\S+)\]", rollout.split("WebUI container - qwen3vl-webui-0]", 1)[1], re.M)
+    assert started[:1] == ["gpu1"], rollout[-3000:]
+    # gpu2 appears in no task of the rolling play but the one that ends it
+    for task in rollout.split("TASK [")[1:]:
+        if not task.startswith("A host whose plan found nothing to change is done"):
+            assert "[gpu2]" not in task, task[:2000]
+    state = sh("docker", "exec", "qwen3vl-lab-gpu1", "docker", "inspect", "-f", "{{.State.Running}}", "qwen3vl-webui-0")
+    assert state[1].strip() == "true", state
+
+
 def test_second_converge_changes_nothing(lab):
     rc, out = sh("tools/lab.sh", "converge")
     assert rc == 0, out[-4000:]

@@ -17,6 +17,7 @@ converge = functools.partial(run_converge, SCENARIO)
 HOST = "qwen3vl-mol-common"
 FETCH_TASK = "TASK [qwen3vl.ha._common : Fetch apt's package lists on a host that has none]"
 FIND_TASK = "TASK [qwen3vl.ha._common : Find out whether apt has package lists]"
+INSTALL_TASK = "TASK [qwen3vl.ha._common : Install the distribution packages of probe]"
 
 
 def flat(text):
@@ -49,6 +50,7 @@ def test_check_mode_on_a_bare_host_fetches_lists_and_flags_the_role(host):
     _rc, out = converge({"probe_packages": ["sl"]}, check=True)
     # the lists were fetched once, although apt_lists ran twice in the run, and nothing was installed
     assert int(lists(host)) > 0
+    assert results(out, INSTALL_TASK) == ["changed"]
     assert results(out, FIND_TASK) == ["ok", "skipping"]
     assert results(out, FETCH_TASK) == ["ok", "skipping"]
     assert not host.package("sl").is_installed
@@ -59,7 +61,9 @@ def test_check_mode_on_a_bare_host_fetches_lists_and_flags_the_role(host):
 def test_host_with_lists_is_not_refreshed_and_nothing_changes(host):
     rc, out = converge()
     assert rc == 0
-    assert results(out, FIND_TASK) == ["ok", "skipping"]
+    # nothing missing: no apt call and no look at the lists; the probe's own second ask looks once
+    assert results(out, INSTALL_TASK) == ["skipping"]
+    assert results(out, FIND_TASK) == ["skipping", "ok"]
     assert results(out, FETCH_TASK) == ["skipping", "skipping"]
     assert recap_changed(out, HOST) == 0
 
