@@ -104,6 +104,14 @@ class Proc:
             time.sleep(0.02)
         raise AssertionError("port %d not open after %ss:\n%s" % (port, timeout, self.log))
 
+    def wait_log(self, text, timeout=10):
+        """Wait until the process has logged ``text`` (an event to act on, rather than a fixed sleep)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("%r not logged (exit status %s):\n%s" % (text, self.popen.poll(), self.log))
+            time.sleep(0.02)
+
     def signal(self, signum=signal.SIGTERM):
         self.popen.send_signal(signum)
 

@@ -454,7 +454,7 @@ def test_signal_without_drain_exits_at_once(start_vllm, signum):
 
 def test_sigterm_during_model_load_exits(start_vllm):
     proc, port = start_vllm(env={"STANDIN_STARTUP_DELAY": "30"}, wait=False)
-    time.sleep(0.3)
+    proc.wait_log("loading model weights")  # the signal handlers are in place before this line
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=3) == 0
     assert not port_open(port)
