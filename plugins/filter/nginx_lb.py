@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import nginx_lb_plan as core
@@ -30,11 +32,22 @@ def nginx_lb_upstreams(backend_hostvars, webui_servers=None, api_servers=None, u
 
 def nginx_lb_errors(config):
     """Return one message per setting in ``config`` (role variables without the prefix) that cannot work."""
-    if not isinstance(config, dict):
+    if not isinstance(config, Mapping):
         raise AnsibleFilterError("nginx_lb_errors: the input must be a mapping of the role's settings")
-    return core.config_errors(config)
+    return core.config_errors(dict(config))
+
+
+def nginx_lb_plan(config):
+    """The collection's plan convention for the same checks: {"errors": [...], "warnings": []}."""
+    if not isinstance(config, Mapping):
+        raise AnsibleFilterError("nginx_lb_plan: the input must be a mapping of the role's settings")
+    return {"errors": core.config_errors(dict(config)), "warnings": []}
 
 
 class FilterModule(object):
     def filters(self):
-        return {"nginx_lb_upstreams": nginx_lb_upstreams, "nginx_lb_errors": nginx_lb_errors}
+        return {
+            "nginx_lb_upstreams": nginx_lb_upstreams,
+            "nginx_lb_errors": nginx_lb_errors,
+            "nginx_lb_plan": nginx_lb_plan,
+        }

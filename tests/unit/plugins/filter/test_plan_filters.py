@@ -8,6 +8,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.qwen3vl.ha.plugins.filter.docker_engine_plan import FilterModule as DockerEngineFilters
+from ansible_collections.qwen3vl.ha.plugins.filter.nfs_plan import FilterModule as NfsFilters
+from ansible_collections.qwen3vl.ha.plugins.filter.nginx_lb import FilterModule as NginxLbFilters
 from ansible_collections.qwen3vl.ha.plugins.filter.nvidia_container_toolkit_plan import FilterModule as NvidiaFilters
 from ansible_collections.qwen3vl.ha.plugins.filter.webui_plan import FilterModule as WebuiFilters
 
@@ -43,7 +45,14 @@ FILTERS = [
     (DockerEngineFilters, "docker_engine_plan"),
     (NvidiaFilters, "nvidia_container_toolkit_plan"),
     (WebuiFilters, "webui_plan"),
+    (NginxLbFilters, "nginx_lb_plan"),
+    (NfsFilters, "nfs_server_plan"),
 ]
+
+
+def test_nginx_lb_plan_names_the_variable():
+    errors = NginxLbFilters().filters()["nginx_lb_plan"]({"tls_certificate": "x"})["errors"]
+    assert errors and all(e.startswith("nginx_lb_") for e in errors), errors
 
 
 @pytest.mark.parametrize(("module", "name"), FILTERS)
