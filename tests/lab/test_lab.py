@@ -162,7 +162,8 @@ def test_only_the_gpu_host_with_a_change_is_rolled(lab):
     assert rc == 0, out[-4000:]
     rows = recap(out)
     assert rows["gpu1"]["changed"] >= 1 and rows["gpu2"]["changed"] == 0, out[-4000:]
-    rollout = out.split("PLAY [GPU hosts - model instances, rolled out one host at a time", 1)[1].split("PLAY [", 1)[0]
+    # the rolling play, every batch of it (serial: one PLAY header per host), up to the load balancers' play
+    rollout = out.split("PLAY [GPU hosts - model instances, rolled out", 1)[1].split("PLAY [Load balancers", 1)[0]
     started = re.findall(r"^changed: \[(\S+)\]", rollout.split("WebUI container - qwen3vl-webui-0]", 1)[1], re.M)
     assert started[:1] == ["gpu1"], rollout[-3000:]
     # gpu2 appears in no task of the rolling play but the one that ends it
