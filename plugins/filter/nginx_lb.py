@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import nginx_lb_plan as core
+from ansible_collections.qwen3vl.ha.plugins.module_utils import upstream_check
 
 
 def _backend(host_vars):
@@ -22,12 +23,27 @@ def _backend(host_vars):
     }
 
 
-def nginx_lb_upstreams(backend_hostvars, webui_servers=None, api_servers=None, unreachable=None, check_mode=False):
+def nginx_lb_upstreams(
+    backend_hostvars, webui_servers=None, api_servers=None, unreachable=None, check_mode=False, *, health=None
+):
     """Return {"webui", "api", "skipped", "errors"} for the backend hosts whose variables are given."""
     if not isinstance(backend_hostvars, list):
         raise AnsibleFilterError("nginx_lb_upstreams: the input must be a list of backend hosts' variables")
+    if health is not None and not isinstance(health, Mapping):
+        raise AnsibleFilterError("nginx_lb_upstreams: health must be a mapping {vllm_path, webui_path}")
     backends = [_backend(hv) for hv in backend_hostvars]
-    return core.upstreams(backends, webui_servers, api_servers, unreachable, bool(check_mode))
+    return core.upstreams(
+        backends, webui_servers, api_servers, unreachable, bool(check_mode), health=dict(health or {})
+    )
+
+
+def nginx_lb_upstream_conf(check_config):
+    """nginx's upstream blocks for a qwen3vl-upstream-check configuration, every server in rotation."""
+    config, errors = upstream_check.load_config(check_config)
+    if errors:
+        raise AnsibleFilterError("nginx_lb_upstream_conf: %s" % "; ".join(errors))
+    rotation, _ = upstream_check.verdicts(config["servers"], {}, set(), assume_up=True)
+    return upstream_check.render(config, rotation)
 
 
 def nginx_lb_errors(config):
@@ -50,4 +66,5 @@ class FilterModule(object):
             "nginx_lb_upstreams": nginx_lb_upstreams,
             "nginx_lb_errors": nginx_lb_errors,
             "nginx_lb_plan": nginx_lb_plan,
+            "nginx_lb_upstream_conf": nginx_lb_upstream_conf,
         }

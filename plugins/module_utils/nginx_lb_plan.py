@@ -39,7 +39,18 @@ def _instances(deployed):
     return None
 
 
-def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, check_mode=False):
+def _key(text):
+    """A drain key (also a file name): letters, digits and _ . @ - only."""
+    return re.sub(r"[^A-Za-z0-9_.@-]", "_", text)
+
+
+def _health(health):
+    paths = {"vllm_path": "/health", "webui_path": "/"}
+    paths.update(health or {})
+    return paths
+
+
+def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, check_mode=False, *, health=None):
     """Compute the two upstreams (WebUI ports, vLLM API ports) from the backend hosts.
 
     ``backends``: [{"host": name, "address": addr, "deployed": {"instances": [...]} or None}].
@@ -49,13 +60,30 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
     ``check_mode``: a dry run on new hosts, where the webui role has recorded nothing yet: hosts without
     a record are skipped and empty upstreams are allowed (nothing is written in check mode).
 
-    Returns {"webui": [{"server", "host", "instance"}], "api": [...], "skipped": [...], "errors": [...]}.
+    ``health``: {"vllm_path", "webui_path"} for the active checks (defaults /health and /); a host's record
+    may name its own WebUI health path (``ui_health_path``).
+
+    Returns {"webui": [{"server", "host", "instance", "key", "checks"}], "api": [...], "skipped": [...],
+    "errors": [...]}. ``checks`` are what qwen3vl-upstream-check probes: a WebUI server's WebUI health URL
+    and its vLLM's /health; a vLLM server's /health. ``key`` names the model instance (host@id) for a
+    drain, so one drain takes both of its servers out.
     """
+    paths = _health(health)
     result = {"webui": [], "api": [], "skipped": [], "errors": []}
     explicit = {"webui": list(webui_servers or []), "api": list(api_servers or [])}
     for kind, servers in explicit.items():
         if servers:
-            result[kind] = [{"server": str(s), "host": "", "instance": ""} for s in servers]
+            name, path = ("webui", paths["webui_path"]) if kind == "webui" else ("vllm", paths["vllm_path"])
+            result[kind] = [
+                {
+                    "server": str(s),
+                    "host": "",
+                    "instance": "",
+                    "key": _key(str(s)),
+                    "checks": [{"name": name, "url": "http://%s%s" % (s, path)}],
+                }
+                for s in servers
+            ]
     if explicit["webui"] and explicit["api"]:
         return _check_duplicates(result)
     for backend in backends or []:
@@ -74,20 +102,9 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
                 "the servers in nginx_lb_webui_servers and nginx_lb_api_servers)" % host
             )
             continue
+        webui_path = (backend.get("deployed") or {}).get("ui_health_path") or paths["webui_path"]
         for index, inst in enumerate(instances):
-            name = inst.get("ui_name") or "instance %d" % index
-            if inst.get("blocked"):
-                result["skipped"].append("%s %s: %s" % (host, name, inst["blocked"]))
-                continue
-            for kind, port_key, name_key in (("webui", "ui_port", "ui_name"), ("api", "vllm_port", "vllm_name")):
-                name = inst.get(name_key) or "instance %d" % index
-                if explicit[kind]:
-                    continue
-                port = inst.get(port_key)
-                if not checks.is_port(port):
-                    result["errors"].append("%s %s: %s %r is not a port" % (host, name, port_key, port))
-                    continue
-                result[kind].append({"server": server_address(address, port), "host": host, "instance": name})
+            _instance_servers(result, explicit, (host, address, index, inst), (webui_path, paths["vllm_path"]))
     host_errors = bool(result["errors"]) or check_mode
     for kind in ("webui", "api"):
         if not result[kind] and not host_errors:
@@ -96,6 +113,41 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
                 "(nginx_lb_backend_group), and nginx_lb_%s_servers is empty" % (kind, kind)
             )
     return _check_duplicates(result)
+
+
+def _instance_servers(result, explicit, where, paths):
+    """Add one model instance's WebUI and vLLM servers (with their checks) to ``result``."""
+    host, address, index, inst = where
+    webui_path, vllm_path = paths
+    if inst.get("blocked"):
+        result["skipped"].append("%s %s: %s" % (host, inst.get("ui_name") or "instance %d" % index, inst["blocked"]))
+        return
+    ports = {}
+    for port_key, name_key in (("ui_port", "ui_name"), ("vllm_port", "vllm_name")):
+        if not checks.is_port(inst.get(port_key)):
+            name = inst.get(name_key) or "instance %d" % index
+            result["errors"].append("%s %s: %s %r is not a port" % (host, name, port_key, inst.get(port_key)))
+            continue
+        ports[port_key] = server_address(address, inst[port_key])
+    if len(ports) < 2:
+        return
+    vllm_check = {"name": "vllm", "url": "http://%s%s" % (ports["vllm_port"], vllm_path)}
+    key = _key("%s@%s" % (host, inst.get("id", index)))
+    for kind, port_key, name_key, own in (
+        ("webui", "ui_port", "ui_name", [{"name": "webui", "url": "http://%s%s" % (ports["ui_port"], webui_path)}]),
+        ("api", "vllm_port", "vllm_name", []),
+    ):
+        if explicit[kind]:
+            continue
+        result[kind].append(
+            {
+                "server": ports[port_key],
+                "host": host,
+                "instance": inst.get(name_key) or "instance %d" % index,
+                "key": key,
+                "checks": [vllm_check] + own,  # vLLM first: when both fail, the reason names the cause
+            }
+        )
 
 
 def _check_duplicates(result):
@@ -190,4 +242,19 @@ def config_errors(cfg):
     for key, low in (("max_fails", 0), ("next_upstream_tries", 1), ("keepalive", 0)):
         if key in cfg:
             checks.add(errors, checks.integer(cfg[key], "nginx_lb_" + key, minimum=low))
+    return errors + _active_check_errors(cfg)
+
+
+def _active_check_errors(cfg):
+    """The active health checks (qwen3vl-upstream-check): seconds, counts and URL paths."""
+    errors = []
+    for key in ("check_interval", "check_timeout"):
+        if key in cfg:
+            checks.add(errors, checks.number(cfg[key], "nginx_lb_" + key, minimum=0.05, maximum=60))
+    for key in ("check_fall", "check_rise"):
+        if key in cfg:
+            checks.add(errors, checks.integer(cfg[key], "nginx_lb_" + key, minimum=1, maximum=100))
+    for key in ("check_vllm_path", "check_webui_path"):
+        if key in cfg and not (isinstance(cfg[key], str) and _PATH.match(cfg[key])):
+            errors.append("nginx_lb_%s: %r is not a URL path starting with /" % (key, cfg[key]))
     return errors

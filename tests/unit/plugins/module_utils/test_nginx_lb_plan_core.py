@@ -33,6 +33,33 @@ def test_every_instance_of_every_host_becomes_a_webui_and_an_api_server():
     assert result["api"][1]["instance"] == "qwen3vl-vllm-1"
 
 
+def test_each_server_carries_its_active_checks_and_the_instance_drain_key():
+    record = host("gpu1", "10.0.0.21", dict(inst(1), id=1))
+    record["deployed"]["ui_health_path"] = "/healthz"
+    result = core.upstreams([record], health={"vllm_path": "/health", "webui_path": "/"})
+    vllm = {"name": "vllm", "url": "http://10.0.0.21:8001/health"}
+    # a WebUI is only useful while its own vLLM answers, so it is checked too
+    assert result["webui"][0]["checks"] == [vllm, {"name": "webui", "url": "http://10.0.0.21:7861/healthz"}]
+    assert result["api"][0]["checks"] == [vllm]
+    assert result["webui"][0]["key"] == result["api"][0]["key"] == "gpu1@1"
+
+
+def test_a_record_without_a_health_path_uses_the_role_default_and_ipv6_urls_get_brackets():
+    result = core.upstreams([host("gpu1", "2001:db8::21", inst(0))], health={"webui_path": "/health"})
+    assert result["webui"][0]["checks"][1]["url"] == "http://[2001:db8::21]:7860/health"
+    assert result["api"][0]["checks"][0]["url"] == "http://[2001:db8::21]:8000/health"
+    assert result["webui"][0]["key"] == "gpu1@0"
+
+
+def test_explicit_servers_are_checked_on_their_own_paths():
+    result = core.upstreams(
+        [], webui_servers=["192.0.2.5:7860"], api_servers=["[2001:db8::5]:8000"], health={"webui_path": "/ok"}
+    )
+    assert result["webui"][0]["checks"] == [{"name": "webui", "url": "http://192.0.2.5:7860/ok"}]
+    assert result["api"][0]["checks"] == [{"name": "vllm", "url": "http://[2001:db8::5]:8000/health"}]
+    assert result["api"][0]["key"] == "_2001_db8__5__8000"
+
+
 def test_a_blocked_instance_is_left_out_with_its_reason():
     result = core.upstreams([host("gpu1", "10.0.0.21", inst(0), inst(1, blocked="GPU 1 unhealthy: 2 volatile DBE"))])
     assert result["errors"] == []
@@ -119,6 +146,12 @@ GOOD = {
     "max_fails": 1,
     "next_upstream_tries": 3,
     "keepalive": 32,
+    "check_interval": 0.15,
+    "check_timeout": 0.3,
+    "check_fall": 2,
+    "check_rise": 3,
+    "check_vllm_path": "/health",
+    "check_webui_path": "/health",
 }
 
 
@@ -150,6 +183,12 @@ def test_good_settings_have_no_errors():
         ({"https_port": 80}, "nginx_lb_http_port and nginx_lb_https_port: both 80"),
         ({"next_upstream_tries": 0}, "nginx_lb_next_upstream_tries: 0 must be an integer >= 1"),
         ({"max_fails": True}, "nginx_lb_max_fails: True must be an integer"),
+        ({"check_interval": 0.01}, "nginx_lb_check_interval: 0.01 must be a number"),
+        ({"check_timeout": "fast"}, "nginx_lb_check_timeout: 'fast' must be a number"),
+        ({"check_fall": 0}, "nginx_lb_check_fall: 0 must be an integer"),
+        ({"check_rise": 1.5}, "nginx_lb_check_rise: 1.5 must be an integer"),
+        ({"check_vllm_path": "health"}, "nginx_lb_check_vllm_path: 'health' is not a URL path"),
+        ({"check_webui_path": "/a b"}, "nginx_lb_check_webui_path: '/a b' is not a URL path"),
     ],
 )
 def test_each_bad_setting_names_its_variable(changes, variable):
