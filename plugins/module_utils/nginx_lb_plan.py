@@ -230,8 +230,11 @@ def config_errors(cfg):
     errors += _path_errors(cfg)
     errors += _time_errors(
         cfg,
-        ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout", "next_upstream_timeout", "fail_timeout"),
+        ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout", "next_upstream_timeout"),
     )
+    # nginx reads a server's fail_timeout in whole seconds: "500ms" fails nginx -t
+    if "fail_timeout" in cfg and not re.match(r"^[0-9]+[smhdwMy]?$", str(cfg["fail_timeout"])):
+        errors.append("nginx_lb_fail_timeout: %r is not an nginx time in seconds (e.g. 5s, 1m)" % cfg["fail_timeout"])
     if "client_max_body_size" in cfg and not _SIZE.match(str(cfg["client_max_body_size"])):
         errors.append("nginx_lb_client_max_body_size: %r is not an nginx size (e.g. 10m)" % cfg["client_max_body_size"])
     for key in ("http_port", "https_port"):

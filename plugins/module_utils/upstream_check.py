@@ -55,8 +55,8 @@ DEFAULTS = {
 }
 UPSTREAMS = ("webui", "api")
 _SERVER_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
-_URL_RE = re.compile(r"^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})(/[^\s]*)$")
-_NGINX_TIME_RE = re.compile(r"^[0-9]+(ms|s|m)?$")
+_URL_RE = re.compile(r"^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})(/[!-~]*)$")
+_NGINX_TIME_RE = re.compile(r"^[0-9]+[smhdwMy]?$")  # fail_timeout is read in whole seconds: no ms
 _BALANCE = ("least_conn", "ip_hash", "random", "random two least_conn", "round_robin")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
@@ -99,6 +99,9 @@ def _nginx_settings(raw, errors):
     if not isinstance(raw, dict):
         errors.append("nginx: %r is not a mapping" % (raw,))
         return settings
+    unknown = sorted(set(raw) - set(settings))
+    if unknown:
+        errors.append("nginx: unknown settings: %s" % ", ".join(map(str, unknown)))
     settings.update(raw)
     if settings["balance"] not in _BALANCE:
         errors.append("nginx.balance: %r is not one of %s" % (settings["balance"], ", ".join(_BALANCE)))
@@ -123,7 +126,7 @@ def _servers(kind, raw, errors):
             errors.append("%s: %r is not a mapping" % (where, entry))
             continue
         server = entry.get("server")
-        if not isinstance(server, str) or not _SERVER_RE.match(server):
+        if not isinstance(server, str) or not _SERVER_RE.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 65536:
             errors.append("%s.server: %r is not host:port" % (where, server))
             continue
         if server in seen:
@@ -141,7 +144,7 @@ def _servers(kind, raw, errors):
                 errors.append("%s.checks[%d].url: %r is not http://host:port/path" % (where, n, check.get("url")))
             else:
                 good.append({"name": check["name"], "url": check["url"]})
-        key = entry.get("key", server)
+        key = entry.get("key", re.sub(r"[^A-Za-z0-9_.@-]", "_", server))
         if not isinstance(key, str) or not _KEY_RE.match(key):
             errors.append("%s.key: %r is not a drain key (letters, digits, _ . @ -)" % (where, key))
         servers.append(
@@ -375,7 +378,7 @@ def write_atomic(path, text, mode=0o644):
 def read_drained(drain_dir):
     """Drain keys: the names of the files in ``drain_dir`` (a missing directory drains nothing)."""
     try:
-        return {name for name in os.listdir(drain_dir) if _KEY_RE.match(name)}
+        return {name for name in os.listdir(drain_dir) if _KEY_RE.match(name) and not name.startswith(".")}
     except OSError:
         return set()
 
@@ -387,7 +390,7 @@ async def _status_line(host, port, path):
     reader, writer = await asyncio.open_connection(host, port)
     try:
         request = "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: qwen3vl-upstream-check\r\nConnection: close\r\n\r\n"
-        writer.write((request % (path, host, port)).encode("ascii"))
+        writer.write((request % (path, "[%s]" % host if ":" in host else host, port)).encode("ascii"))
         await writer.drain()
         return await reader.readline()
     finally:
@@ -404,6 +407,8 @@ async def probe(url, timeout):
     except OSError as exc:
         reason = _OS_ERRORS.get(type(exc), "error")
         return False, reason, str(exc) or reason
+    except ValueError as exc:  # e.g. a first line longer than asyncio's 64 KiB line limit
+        return False, "error", "not an HTTP answer: %s" % exc
     parts = status_line.decode("latin-1").split()
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         return False, "error", "not an HTTP answer: %r" % status_line[:80]
@@ -411,6 +416,12 @@ async def probe(url, timeout):
     if 200 <= status < 300:
         return True, "ok", ""
     return False, "http_%d" % status, "HTTP %d" % status
+
+
+def _verdict_text(in_rotation, reason):
+    if not in_rotation:
+        return "out of rotation"
+    return "in rotation" if reason in ("ok", "unknown") else "in rotation, failing open despite"
 
 
 class Checker:
@@ -475,7 +486,7 @@ class Checker:
                     % (
                         server["host"] or "-",
                         server["instance"] or "-",
-                        "in rotation" if in_rotation else "out of rotation",
+                        _verdict_text(in_rotation, reason),
                         sid[0],
                         sid[1],
                         reason,
@@ -538,7 +549,10 @@ async def _probe_loop(checker, url, queue):
     config = checker.config
     while True:
         started = time.monotonic()
-        ok, reason, detail = await probe(url, config["timeout"])
+        try:
+            ok, reason, detail = await probe(url, config["timeout"])
+        except Exception as exc:  # noqa: BLE001 - a probe loop that dies would freeze this check's verdict
+            ok, reason, detail = False, "error", "%s: %s" % (type(exc).__name__, exc)
         await queue.put((url, ok, reason, detail))
         await asyncio.sleep(max(0.0, config["interval"] - (time.monotonic() - started)))
 

@@ -183,6 +183,7 @@ def test_good_settings_have_no_errors():
         ({"https_port": 80}, "nginx_lb_http_port and nginx_lb_https_port: both 80"),
         ({"next_upstream_tries": 0}, "nginx_lb_next_upstream_tries: 0 must be an integer >= 1"),
         ({"max_fails": True}, "nginx_lb_max_fails: True must be an integer"),
+        ({"fail_timeout": "500ms"}, "nginx_lb_fail_timeout: '500ms' is not an nginx time in seconds"),
         ({"check_interval": 0.01}, "nginx_lb_check_interval: 0.01 must be a number"),
         ({"check_timeout": "fast"}, "nginx_lb_check_timeout: 'fast' must be a number"),
         ({"check_fall": 0}, "nginx_lb_check_fall: 0 must be an integer"),
