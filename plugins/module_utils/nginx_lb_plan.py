@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks, upstream_check
 
 _SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$")
@@ -40,8 +40,8 @@ def _instances(deployed):
 
 
 def _key(text):
-    """A drain key (also a file name): letters, digits and _ . @ - only."""
-    return re.sub(r"[^A-Za-z0-9_.@-]", "_", text)
+    """A drain key (also a file name), as qwen3vl-upstream-check makes it from "<host>@<id>"."""
+    return upstream_check.key_of(text)
 
 
 def _health(health):
@@ -73,7 +73,7 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
     explicit = {"webui": list(webui_servers or []), "api": list(api_servers or [])}
     for kind, servers in explicit.items():
         if servers:
-            name, path = ("webui", paths["webui_path"]) if kind == "webui" else ("vllm", paths["vllm_path"])
+            name, path = ("ui", paths["webui_path"]) if kind == "webui" else ("vllm", paths["vllm_path"])
             result[kind] = [
                 {
                     "server": str(s),
@@ -134,7 +134,7 @@ def _instance_servers(result, explicit, where, paths):
     vllm_check = {"name": "vllm", "url": "http://%s%s" % (ports["vllm_port"], vllm_path)}
     key = _key("%s@%s" % (host, inst.get("id", index)))
     for kind, port_key, name_key, own in (
-        ("webui", "ui_port", "ui_name", [{"name": "webui", "url": "http://%s%s" % (ports["ui_port"], webui_path)}]),
+        ("webui", "ui_port", "ui_name", [{"name": "ui", "url": "http://%s%s" % (ports["ui_port"], webui_path)}]),
         ("api", "vllm_port", "vllm_name", []),
     ):
         if explicit[kind]:

@@ -32,10 +32,12 @@ unit tests call the functions and drive :class:`Checker` with a fake clock and p
 """
 
 import asyncio
+import ipaddress
 import json
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -144,7 +146,7 @@ def _servers(kind, raw, errors):
                 errors.append("%s.checks[%d].url: %r is not http://host:port/path" % (where, n, check.get("url")))
             else:
                 good.append({"name": check["name"], "url": check["url"]})
-        key = entry.get("key", re.sub(r"[^A-Za-z0-9_.@-]", "_", server))
+        key = entry.get("key", key_of(server))
         if not isinstance(key, str) or not _KEY_RE.match(key):
             errors.append("%s.key: %r is not a drain key (letters, digits, _ . @ -)" % (where, key))
         servers.append(
@@ -586,8 +588,156 @@ async def run(checker, stop):
             task.cancel()
 
 
+def key_of(text):
+    """A drain key (also a file name) from any text, e.g. "<host>@<instance id>": letters, digits, _ . @ -."""
+    return re.sub(r"[^A-Za-z0-9_.@-]", "_", str(text))[:200]
+
+
+def _hex_address(text):
+    """An address from /proc/net/tcp{,6} (hex, 32-bit words in host order) as an ipaddress object."""
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)) if sys.byteorder == "little" else raw
+    address = ipaddress.ip_address(words)
+    return address.ipv4_mapped or address if address.version == 6 else address
+
+
+def _nginx_socket_inodes(proc="/proc"):
+    inodes = set()
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, pid, "comm"), encoding="utf-8") as handle:
+                if handle.read().strip() != "nginx":
+                    continue
+            fd_dir = os.path.join(proc, pid, "fd")
+            for fd in os.listdir(fd_dir):
+                target = os.readlink(os.path.join(fd_dir, fd))
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue  # a process that ended while we looked
+    return inodes
+
+
+def _resolve(server):
+    host, port = server.rsplit(":", 1)
+    host = host.strip("[]")
+    try:
+        return {(ipaddress.ip_address(host), int(port))}
+    except ValueError:
+        infos = socket.getaddrinfo(host, int(port), proto=socket.IPPROTO_TCP)
+        return {(ipaddress.ip_address(info[4][0]), int(port)) for info in infos}
+
+
+def nginx_connections(servers, proc="/proc"):
+    """How many established TCP connections nginx's processes hold to each of ``servers`` ("host:port")."""
+    wanted = {server: _resolve(server) for server in servers}
+    inodes = _nginx_socket_inodes(proc)
+    counts = dict.fromkeys(servers, 0)
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(os.path.join(proc, "net", table), encoding="ascii") as handle:
+                lines = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "01" or fields[9] not in inodes:  # 01 = ESTABLISHED
+                continue
+            address, port = fields[2].split(":")
+            remote = (_hex_address(address), int(port, 16))
+            for server, targets in wanted.items():
+                if remote in targets:
+                    counts[server] += 1
+    return counts
+
+
+def _read_state(config):
+    try:
+        with open(config["state_file"], encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def drain(config, key, timeout, *, clock=time.time, sleep=time.sleep, connections=nginx_connections):
+    """Take the servers of ``key`` out of rotation on this load balancer and wait until nginx holds no
+    connection to them (open streams finished), at most ``timeout`` seconds. Returns a result mapping."""
+    key = key_of(key)
+    servers = [s["server"] for s in config["servers"] if s["key"] == key]
+    os.makedirs(config["drain_dir"], exist_ok=True)
+    path = os.path.join(config["drain_dir"], key)
+    changed = not os.path.exists(path)
+    with open(path, "a", encoding="utf-8"):
+        pass
+    start = clock()
+    result = {"key": key, "changed": changed, "servers": servers, "out_after": None, "idle_after": None}
+    if not servers:
+        result["msg"] = "%s: not in this load balancer's upstreams (nothing to drain)" % key
+        return result
+    while True:  # the running checker writes the servers out (reason draining) within one probe interval
+        state = _read_state(config)
+        mine = [x for x in (state or {}).get("servers", []) if x.get("key") == key]
+        if state and state.get("time", 0) >= start and mine and all(x["reason"] == "draining" for x in mine):
+            result["out_after"] = round(clock() - start, 3)
+            break
+        if clock() - start > min(timeout, 10.0):
+            result["failed"] = True
+            result["msg"] = "%s: qwen3vl-upstream-check did not take it out (is the service running?)" % key
+            return result
+        sleep(0.05)
+    while True:  # then the open requests and streams on it finish (old nginx workers keep them)
+        left = connections(servers)
+        result["connections"] = left
+        if not any(left.values()):
+            result["idle_after"] = round(clock() - start, 3)
+            return result
+        if clock() - start > timeout:
+            result["timed_out"] = True
+            result["msg"] = "%s: still %d open connections after %gs" % (key, sum(left.values()), timeout)
+            return result
+        sleep(0.2)
+
+
+def undrain(config, key, timeout, *, clock=time.time, sleep=time.sleep):
+    """Let the servers of ``key`` back in; wait (at most ``timeout`` s) until the checker has them in rotation."""
+    key = key_of(key)
+    servers = [s["server"] for s in config["servers"] if s["key"] == key]
+    path = os.path.join(config["drain_dir"], key)
+    changed = os.path.exists(path)
+    if changed:
+        os.unlink(path)
+    start = clock()
+    result = {"key": key, "changed": changed, "servers": servers, "in_after": None}
+    while servers:
+        state = _read_state(config)
+        mine = [x for x in (state or {}).get("servers", []) if x.get("key") == key]
+        if state and state.get("time", 0) >= start and mine and all(x["in_rotation"] for x in mine):
+            result["in_after"] = round(clock() - start, 3)
+            break
+        if clock() - start > timeout:
+            result["timed_out"] = True
+            reasons = sorted({x["reason"] for x in mine})
+            result["msg"] = "%s: not back in rotation after %gs (%s)" % (key, timeout, ", ".join(reasons) or "?")
+            break
+        sleep(0.05)
+    return result
+
+
+def _drain_command(config, argv):
+    """drain|undrain KEY [--timeout SECONDS]: one JSON line; exit 0 done, 1 failed, 3 timed out."""
+    timeout = 60.0
+    if "--timeout" in argv:
+        timeout = float(argv[argv.index("--timeout") + 1])
+    action, key = argv[0], argv[1]
+    result = drain(config, key, timeout) if action == "drain" else undrain(config, key, timeout)
+    print(json.dumps(result, sort_keys=True))
+    return 1 if result.get("failed") else 3 if result.get("timed_out") else 0
+
+
 def main(argv=None):
-    """qwen3vl-upstream-check CONFIG.json [--check-config]"""
+    """qwen3vl-upstream-check CONFIG.json [--check-config | drain KEY [--timeout S] | undrain KEY [--timeout S]]"""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(main.__doc__)
@@ -604,6 +754,8 @@ def main(argv=None):
         return 2
     if "--check-config" in argv[1:]:
         return 0
+    if len(argv) >= 3 and argv[1] in ("drain", "undrain"):
+        return _drain_command(config, argv[1:])
 
     def log(line):
         print(line, flush=True)

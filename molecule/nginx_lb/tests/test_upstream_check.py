@@ -107,7 +107,7 @@ FAULTS = {
         "systemctl kill -s KILL qwen3vl-standin-webui",
         "systemctl start qwen3vl-standin-webui",
         {"webui"},
-        "webui_refused",
+        "ui_refused",
     ),
 }
 
@@ -138,7 +138,7 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
                 for (upstream, _server), s in mine.items():
                     if upstream in leaving:
                         # the stand-in WebUI's health reports its vLLM too (503) and may fail first
-                        allowed = {reason, "webui_http_503"} if upstream == "webui" else {reason}
+                        allowed = {reason, "ui_http_503"} if upstream == "webui" else {reason}
                         assert s["reason"] in allowed, s
                         out[lb] = s["since"] - t_fault
                     else:

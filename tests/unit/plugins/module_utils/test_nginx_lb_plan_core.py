@@ -39,7 +39,7 @@ def test_each_server_carries_its_active_checks_and_the_instance_drain_key():
     result = core.upstreams([record], health={"vllm_path": "/health", "webui_path": "/"})
     vllm = {"name": "vllm", "url": "http://10.0.0.21:8001/health"}
     # a WebUI is only useful while its own vLLM answers, so it is checked too
-    assert result["webui"][0]["checks"] == [vllm, {"name": "webui", "url": "http://10.0.0.21:7861/healthz"}]
+    assert result["webui"][0]["checks"] == [vllm, {"name": "ui", "url": "http://10.0.0.21:7861/healthz"}]
     assert result["api"][0]["checks"] == [vllm]
     assert result["webui"][0]["key"] == result["api"][0]["key"] == "gpu1@1"
 
@@ -55,7 +55,7 @@ def test_explicit_servers_are_checked_on_their_own_paths():
     result = core.upstreams(
         [], webui_servers=["192.0.2.5:7860"], api_servers=["[2001:db8::5]:8000"], health={"webui_path": "/ok"}
     )
-    assert result["webui"][0]["checks"] == [{"name": "webui", "url": "http://192.0.2.5:7860/ok"}]
+    assert result["webui"][0]["checks"] == [{"name": "ui", "url": "http://192.0.2.5:7860/ok"}]
     assert result["api"][0]["checks"] == [{"name": "vllm", "url": "http://[2001:db8::5]:8000/health"}]
     assert result["api"][0]["key"] == "_2001_db8__5__8000"
 
