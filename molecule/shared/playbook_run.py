@@ -10,12 +10,13 @@ import re
 import subprocess
 
 
-def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600):
-    """ansible-playbook SCENARIO/converge.yml on molecule's inventory, with `extra` as JSON (-e).
+def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600, playbook=None):
+    """ansible-playbook SCENARIO/converge.yml (or ``playbook``) on molecule's inventory, with `extra` as
+    JSON (-e).
 
     Returns (rc, stdout + stderr); with expect_rc set, asserts the exit status first.
     """
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "converge.yml")]
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook or scenario / "converge.yml")]
     if extra:
         cmd += ["-e", json.dumps(extra)]
     if check:

@@ -10,8 +10,10 @@ completions and WebUI chats running through the VIP:
 QWEN3VL_FAILOVER_RUNS=3 repeats each fault (default 1).
 """
 
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +23,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from load import Load, api_chat, webui_chat  # noqa: E402
+from playbook_run import run_converge  # noqa: E402
+
+SCENARIO = Path(__file__).resolve().parents[1]
+PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 
 VIP = "172.29.80.100"
 LBS = ["qwen3vl-mol-lb-lb1", "qwen3vl-mol-lb-lb2"]
@@ -176,3 +182,54 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
     for lb, seconds in back.items():
         assert seconds <= BACK_WITHIN, "%s: back after %.3f s" % (lb, seconds)
     assert len(split["all"]) > 20  # the load really ran
+
+
+def access_log_upstreams(lb, start, end):
+    """Upstream addresses of the requests nginx logged from ``start`` to ``end`` (epoch seconds)."""
+    out = sh(lb, "cat /var/log/nginx/qwen3vl-access.log").stdout
+    found = []
+    for line in out.splitlines():
+        entry = json.loads(line)
+        if start <= datetime.datetime.fromisoformat(entry["time"]).timestamp() <= end:
+            found.append(entry["upstream_addr"])
+    return found
+
+
+def test_a_drained_instance_gets_no_new_request_and_nothing_fails():
+    """playbooks/drain.yml under load: out on both load balancers, its open requests finish, no request
+    fails; undrain.yml brings it back and waits until it is in rotation."""
+    key = GPU1 + "@0"
+    load = Load(VIP, [("api", api_chat(VIP, KEY, "qwen3-vl-test")), ("webui", webui_chat(VIP, USER))], 3)
+    with load:
+        time.sleep(1.5)
+        t0 = time.time()
+        _, out = run_converge(SCENARIO, {"instance": key, "drain_timeout": 60}, playbook=PLAYBOOKS / "drain.yml")
+        drained = time.time()
+        for lb in LBS:
+            mine = servers_of(state(lb), GPU1)
+            assert all(not s["in_rotation"] and s["reason"] == "draining" for s in mine.values()), mine
+        time.sleep(3)
+        held = time.time()
+        _, back = run_converge(SCENARIO, {"instance": key}, playbook=PLAYBOOKS / "undrain.yml")
+        for lb in LBS:
+            assert all_in(lb), state(lb)
+        time.sleep(1.5)
+    split = load.split(t0)
+    print(
+        "\ndrain under load: drain.yml took %.2f s (%s), %d requests, %d failed"
+        % (
+            drained - t0,
+            "; ".join(re.findall(r"drained after [0-9.]+ s", out)),
+            len(split["all"]),
+            len([r for r in split["all"] if not r[3]]),
+        )
+    )
+    assert [r for r in split["all"] if not r[3]] == []
+    # nothing reached gpu1 in the whole seconds after the drain returned and before the undrain began
+    # (the log has whole seconds; the load kept running, so the other instance got everything)
+    assert int(held) - int(drained) >= 2
+    for lb in LBS:
+        window = access_log_upstreams(lb, int(drained) + 1, int(held) - 1)
+        assert window, "%s logged no request while gpu1 was drained: is the load running?" % lb
+        assert [u for u in window if u.startswith("172.29.80.21:")] == [], window
+    assert "in_after" in back or "undrained after" in back, back[-2000:]
