@@ -7,12 +7,18 @@ import json
 import re
 import ssl
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "molecule" / "shared"))
+from load import Load, api_chat, webui_chat  # noqa: E402
+
+VIP = "172.29.72.100"
 HOSTS = ["lb1", "lb2", "gpu1", "gpu2", "storage1", "monitor1"]
 
 
@@ -172,6 +178,44 @@ def test_only_the_gpu_host_with_a_change_is_rolled(lab):
             assert "[gpu2]" not in task, task[:2000]
     state = sh("docker", "exec", "qwen3vl-lab-gpu1", "docker", "inspect", "-f", "{{.State.Running}}", "qwen3vl-webui-0")
     assert state[1].strip() == "true", state
+
+
+def test_a_rolling_restart_of_every_instance_under_load_fails_no_request(lab):
+    """A changed vLLM setting replaces every instance, one at a time, each drained on both load balancers
+    first: API chat completions and WebUI chats through the VIP all succeed, POSTs included. The second
+    converge rolls the setting back the same way (same load, same count)."""
+    lab_vars = REPO / "inventories" / "lab" / "group_vars" / "gpu.yml"
+    key = re.search(r"^webui_vllm_api_key: (\S+)", lab_vars.read_text(), re.M).group(1)
+    load = Load(VIP, [("api", api_chat(VIP, key, "Qwen3-VL-4B-Instruct")), ("webui", webui_chat(VIP))], 3)
+    outs = []
+    with load:
+        time.sleep(2)
+        t0 = time.time()
+        env = {"HF_HUB_OFFLINE": "1", "STANDIN_STARTUP_DELAY": "3", "STANDIN_TOKEN_DELAY": "0.02", "ROLL": "1"}
+        for extra in (["-e", json.dumps({"webui_vllm_env": env})], []):
+            rc, out = sh("tools/lab.sh", "converge", *extra)
+            assert rc == 0, out[-4000:]
+            rows = recap(out)
+            assert rows["gpu1"]["changed"] >= 1 and rows["gpu2"]["changed"] >= 1, out[-4000:]
+            outs.append(out)
+        time.sleep(2)
+    split = load.split(t0)
+    failed = [r for r in split["all"] if not r[3]]
+    drains = sum(len(re.findall(r"(?<!un)drained after [0-9.]+ s", out)) for out in outs)
+    print(
+        "\nrolling restart x2 under load: %d requests (%d API, %d WebUI), %d failed, %d drains %s"
+        % (
+            len(split["all"]),
+            len([r for r in split["all"] if r[0] == "api"]),
+            len([r for r in split["all"] if r[0] == "webui"]),
+            len(failed),
+            drains,
+            sorted({r[4] for r in failed})[:3],
+        )
+    )
+    # two rollouts x two instances x two load balancers
+    assert drains == 8, outs[0][-3000:]
+    assert failed == [], failed[:5]
 
 
 def test_second_converge_changes_nothing(lab):

@@ -228,8 +228,9 @@ def test_a_drained_instance_gets_no_new_request_and_nothing_fails():
     # nothing reached gpu1 in the whole seconds after the drain returned and before the undrain began
     # (the log has whole seconds; the load kept running, so the other instance got everything)
     assert int(held) - int(drained) >= 2
-    for lb in LBS:
-        window = access_log_upstreams(lb, int(drained) + 1, int(held) - 1)
-        assert window, "%s logged no request while gpu1 was drained: is the load running?" % lb
-        assert [u for u in window if u.startswith("172.29.80.21:")] == [], window
+    windows = {lb: access_log_upstreams(lb, int(drained) + 1, int(held) - 1) for lb in LBS}
+    # (only the load balancer holding the VIP sees the load)
+    assert any(windows.values()), "no request logged while gpu1 was drained: is the load running?"
+    for lb, window in windows.items():
+        assert [u for u in window if u.startswith("172.29.80.21:")] == [], (lb, window)
     assert "in_after" in back or "undrained after" in back, back[-2000:]
