@@ -11,6 +11,7 @@ import re
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,12 +109,23 @@ def state_metric(lb):
     return states[0] if len(states) == 1 else out
 
 
+def hand_back_to_lb1():
+    """With nopreempt (the default) a recovered lb1 stays BACKUP: restarting keepalived on lb2 makes lb2 give
+    the VIP up (priority 0 on shutdown), and lb1 takes it."""
+    wait_for(lambda: holder() is not None and vip_answers(), 90, "some load balancer holding the VIP")
+    if holder() == BACKUP:
+        wait_for(lambda: state_metric(MASTER) == "BACKUP", 90, "lb1 healthy and BACKUP")
+        docker("exec", BACKUP, "systemctl", "restart", "keepalived")
+    wait_for(lambda: holder() == MASTER and vip_answers(), 90, "lb1 holding the VIP")
+    wait_for(lambda: state_metric(BACKUP) == "BACKUP", 90, "lb2 healthy and BACKUP")
+
+
 @pytest.fixture(autouse=True)
 def master_holds_the_vip():
     """Every test starts and ends with lb1 (the highest priority) holding the VIP and answering."""
-    wait_for(lambda: holder() == MASTER and vip_answers(), 60, "lb1 holding the VIP")
+    hand_back_to_lb1()
     yield
-    wait_for(lambda: holder() == MASTER and vip_answers(), 90, "lb1 taking the VIP back")
+    hand_back_to_lb1()
 
 
 def test_one_holder_and_the_state_metrics_say_so():
@@ -206,3 +218,44 @@ def test_a_loaded_soak_moves_the_vip_zero_times():
     assert holders == {MASTER}
     assert all(out.count("now ") == 0 for out in moves.values()), moves
     assert failed == []
+
+
+def one_connection(stop, result):
+    """GET /healthz through the VIP every 0.1 s on ONE keep-alive connection until ``stop`` is set: a VIP that
+    moves to another host breaks it (that host knows nothing of the connection)."""
+    conn = http.client.HTTPSConnection(VIP, 443, timeout=5, context=ssl._create_unverified_context())
+    result.update(requests=0, error=None)
+    try:
+        while not stop.is_set():
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+            result["requests"] += 1
+            time.sleep(0.1)
+    except (OSError, AssertionError, http.client.HTTPException) as exc:
+        result["error"] = repr(exc)
+    finally:
+        conn.close()
+
+
+def test_a_returning_master_leaves_the_vip_and_its_connections_alone():
+    """nopreempt (the default): after a failover, the recovered preferred master stays BACKUP, so a client
+    connection made through the VIP after the failover is not cut a second time."""
+    try:
+        docker("kill", MASTER)
+        wait_for(lambda: holder() == BACKUP and vip_answers(), 10, "lb2 holding the VIP")
+        stop, result = threading.Event(), {}
+        client = threading.Thread(target=one_connection, args=(stop, result))
+        client.start()
+        docker("start", MASTER)
+        wait_for(lambda: state_metric(MASTER) == "BACKUP", 60, "lb1 back, healthy, BACKUP")
+        time.sleep(20 * ADVERT)  # many adverts: a preempting lb1 would have taken over by now
+        stop.set()
+        client.join(10)
+        print("one connection across lb1's return: %d requests, error %s" % (result["requests"], result["error"]))
+        assert holder() == BACKUP
+        assert result["error"] is None
+        assert result["requests"] > 10
+    finally:
+        subprocess.run(["docker", "start", MASTER], capture_output=True, check=False)
