@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "unit" / 
 from standin_testlib import websocket_echo  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from containers import sh  # noqa: E402
 from playbook_run import recap_changed, run_converge  # noqa: E402
 
 converge = functools.partial(run_converge, Path(__file__).resolve().parents[1])
@@ -66,13 +67,6 @@ def answered_by(body):
         if "%s-webui-0" % name in text:  # STANDIN_INSTANCE_NAME, set by prepare.yml
             return name
     return None
-
-
-def sh(container, cmd, check=True):
-    out = subprocess.run(["docker", "exec", container, "sh", "-c", cmd], capture_output=True, text=True, check=False)
-    if check and out.returncode != 0:
-        raise AssertionError("%s: %s failed: %s %s" % (container, cmd, out.stdout, out.stderr))
-    return out
 
 
 def test_requests_through_the_vip_reach_both_backends():

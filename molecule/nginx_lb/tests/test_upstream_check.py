@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from containers import sh  # noqa: E402
 from load import Load, api_chat, webui_chat  # noqa: E402
 from playbook_run import run_converge  # noqa: E402
 
@@ -35,13 +35,6 @@ KEY = "molecule-only-key-7d2e"
 USER = ("alice", "molecule-only-password")
 RUNS = int(os.environ.get("QWEN3VL_FAILOVER_RUNS", "1"))
 BACK_WITHIN = 5.0  # the requirement for a recovered instance
-
-
-def sh(container, cmd, check=True):
-    out = subprocess.run(["docker", "exec", container, "sh", "-c", cmd], capture_output=True, text=True, check=False)
-    if check and out.returncode != 0:
-        raise AssertionError("%s: %s failed: %s %s" % (container, cmd, out.stdout, out.stderr))
-    return out
 
 
 def checker_settings():

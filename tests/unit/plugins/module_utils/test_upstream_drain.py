@@ -14,8 +14,8 @@ import pytest
 from ansible_collections.qwen3vl.ha.plugins.module_utils import upstream_check as uc
 
 
-def config(tmp_path):
-    raw = {
+def raw_config(tmp_path):
+    return {
         "state_file": str(tmp_path / "state.json"),
         "drain_dir": str(tmp_path / "drain"),
         "upstreams_conf": str(tmp_path / "upstreams.conf"),
@@ -46,7 +46,10 @@ def config(tmp_path):
             ],
         },
     }
-    cfg, errors = uc.load_config(raw)
+
+
+def config(tmp_path):
+    cfg, errors = uc.load_config(raw_config(tmp_path))
     assert errors == []
     return cfg
 
@@ -233,30 +236,7 @@ def test_nginx_connections_on_this_machine_reads_the_real_proc():
 @pytest.mark.parametrize(("action", "code", "flag"), [("drain", 1, "failed"), ("undrain", 3, "timed_out")])
 def test_the_command_prints_one_json_line_and_exits_by_outcome(tmp_path, capsys, action, code, flag):
     cfg_file = tmp_path / "check.json"
-    cfg_file.write_text(
-        json.dumps(
-            {
-                "state_file": str(tmp_path / "state.json"),
-                "drain_dir": str(tmp_path / "drain"),
-                "upstreams": {
-                    "webui": [
-                        {
-                            "server": "10.0.0.1:7860",
-                            "key": "gpu1@0",
-                            "checks": [{"name": "ui", "url": "http://10.0.0.1:7860/"}],
-                        }
-                    ],
-                    "api": [
-                        {
-                            "server": "10.0.0.1:8000",
-                            "key": "gpu1@0",
-                            "checks": [{"name": "vllm", "url": "http://10.0.0.1:8000/"}],
-                        }
-                    ],
-                },
-            }
-        )
-    )
+    cfg_file.write_text(json.dumps(raw_config(tmp_path)))
     # no checker runs here: a drain cannot be confirmed (exit 1); an undrain times out waiting for the
     # checker to show the servers in rotation (exit 3)
     rc = uc.main([str(cfg_file), action, "gpu1@0", "--timeout", "0"])
