@@ -5,6 +5,7 @@ it, and asserts a bound derived from the keepalived settings (advert_int, check 
 not a hard-coded number. Traffic goes only to the VIP and the hosts this scenario created.
 """
 
+import datetime
 import http.client
 import os
 import re
@@ -160,7 +161,14 @@ def test_the_master_host_dying_moves_the_vip():
     bound = 3 * ADVERT + SKEW + MARGIN
     try:
         took = time_to_first_success(lambda: docker("kill", MASTER))
-        print("master host killed: VIP answered from the backup after %.2f s (bound %.2f s)" % (took, bound))
+        answered = time.time()  # (within one 50 ms poll of the first success)
+        # the moment the container died, as Docker recorded it: `took` also counts the docker CLI's own start
+        finished = docker("inspect", "-f", "{{.State.FinishedAt}}", MASTER).stdout.strip()
+        died = datetime.datetime.fromisoformat(finished[:26].rstrip("Z") + "+00:00").timestamp()
+        print(
+            "master host killed: VIP answered from the backup %.3f s after `docker kill` began, %.3f s after the "
+            "container died (bound %.2f s)" % (took, answered - died, bound)
+        )
         assert holder() == BACKUP
         assert took < bound
         assert state_metric(BACKUP) == "MASTER"
