@@ -92,7 +92,7 @@ class Load:
 
     def __enter__(self):
         for kind, request in self.kinds:
-            for _ in range(self.threads_per_kind):
+            for _i in range(self.threads_per_kind):
                 thread = threading.Thread(target=self._worker, args=(kind, request), daemon=True)
                 thread.start()
                 self.threads.append(thread)

@@ -42,7 +42,7 @@ def nginx_lb_upstream_conf(check_config):
     config, errors = upstream_check.load_config(check_config)
     if errors:
         raise AnsibleFilterError("nginx_lb_upstream_conf: %s" % "; ".join(errors))
-    rotation, _ = upstream_check.verdicts(config["servers"], {}, set(), assume_up=True)
+    rotation, _unused = upstream_check.verdicts(config["servers"], {}, set(), assume_up=True)
     return upstream_check.render(config, rotation)
 
 

@@ -568,7 +568,7 @@ async def run(checker, stop):
     try:
         while not stop.is_set():
             get = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({get, stop_task}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            done, _unused = await asyncio.wait({get, stop_task}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             if get not in done:
                 get.cancel()
                 if checker.ready():
@@ -732,25 +732,32 @@ def _drain_command(config, argv):
         timeout = float(argv[argv.index("--timeout") + 1])
     action, key = argv[0], argv[1]
     result = drain(config, key, timeout) if action == "drain" else undrain(config, key, timeout)
-    print(json.dumps(result, sort_keys=True))
+    _say(json.dumps(result, sort_keys=True))
     return 1 if result.get("failed") else 3 if result.get("timed_out") else 0
+
+
+def _say(text, stream=None):
+    """One line to stdout (the journal, for the service) or to ``stream``, flushed at once."""
+    stream = stream or sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def main(argv=None):
     """qwen3vl-upstream-check CONFIG.json [--check-config | drain KEY [--timeout S] | undrain KEY [--timeout S]]"""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(main.__doc__)
+        _say(main.__doc__)
         return 0 if argv else 2
     try:
         with open(argv[0], encoding="utf-8") as handle:
             raw = json.load(handle)
     except (OSError, ValueError) as exc:
-        print("qwen3vl-upstream-check: cannot read %s: %s" % (argv[0], exc), file=sys.stderr)
+        _say("qwen3vl-upstream-check: cannot read %s: %s" % (argv[0], exc), sys.stderr)
         return 2
     config, errors = load_config(raw)
     if errors:
-        print("qwen3vl-upstream-check: %s: %s" % (argv[0], "; ".join(errors)), file=sys.stderr)
+        _say("qwen3vl-upstream-check: %s: %s" % (argv[0], "; ".join(errors)), sys.stderr)
         return 2
     if "--check-config" in argv[1:]:
         return 0
@@ -758,7 +765,7 @@ def main(argv=None):
         return _drain_command(config, argv[1:])
 
     def log(line):
-        print(line, flush=True)
+        _say(line)
 
     checker = Checker(config, lambda: reload_nginx(config["nginx_pid_file"]), log)
     log(

@@ -194,7 +194,7 @@ def test_a_rolling_restart_of_every_instance_under_load_fails_no_request(lab):
         time.sleep(2)
         t0 = time.time()
         env = {"HF_HUB_OFFLINE": "1", "STANDIN_STARTUP_DELAY": "3", "STANDIN_TOKEN_DELAY": "0.02"}
-        for _ in range(ROLLS):
+        for _i in range(ROLLS):
             roll = dict(env, ROLL="%.3f" % time.time())
             rc, out = sh("tools/lab.sh", "converge", "-e", json.dumps({"webui_vllm_env": roll}))
             assert rc == 0, out[-4000:]

@@ -127,7 +127,11 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
             for lb in LBS:
                 doc = wait_until(
                     lambda lb=lb: (
-                        all(not s["in_rotation"] for (u, _), s in servers_of(state(lb), GPU1).items() if u in leaving)
+                        all(
+                            not s["in_rotation"]
+                            for (u, _unused), s in servers_of(state(lb), GPU1).items()
+                            if u in leaving
+                        )
                         and state(lb)
                     ),
                     out_bound(cfg) + 5,
@@ -196,14 +200,14 @@ def test_a_drained_instance_gets_no_new_request_and_nothing_fails():
     with load:
         time.sleep(1.5)
         t0 = time.time()
-        _, out = run_converge(SCENARIO, {"instance": key, "drain_timeout": 60}, playbook=PLAYBOOKS / "drain.yml")
+        _unused, out = run_converge(SCENARIO, {"instance": key, "drain_timeout": 60}, playbook=PLAYBOOKS / "drain.yml")
         drained = time.time()
         for lb in LBS:
             mine = servers_of(state(lb), GPU1)
             assert all(not s["in_rotation"] and s["reason"] == "draining" for s in mine.values()), mine
         time.sleep(3)
         held = time.time()
-        _, back = run_converge(SCENARIO, {"instance": key}, playbook=PLAYBOOKS / "undrain.yml")
+        _unused, back = run_converge(SCENARIO, {"instance": key}, playbook=PLAYBOOKS / "undrain.yml")
         for lb in LBS:
             assert all_in(lb), state(lb)
         time.sleep(1.5)

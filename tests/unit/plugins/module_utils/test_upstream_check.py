@@ -270,7 +270,7 @@ BAD = [
 def test_load_config_names_the_one_bad_setting(mutate, message):
     raw = raw_config()
     mutate(raw)
-    _, errors = uc.load_config(raw)
+    _unused, errors = uc.load_config(raw)
     assert len(errors) == 1, errors
     assert message in errors[0]
 
@@ -285,15 +285,20 @@ def test_load_config_falls_back_to_the_default_for_a_rejected_number_and_path():
 def test_load_config_reports_every_bad_setting_at_once():
     raw = raw_config(interval=0, fall="2", nginx={"balance": "fastest"})
     raw["upstreams"]["api"][0]["server"] = "nope"
-    _, errors = uc.load_config(raw)
-    assert [e.split(":")[0] for e in errors] == ["interval", "fall", "nginx.balance", "upstreams.api[0].server"]
+    _unused, errors = uc.load_config(raw)
+    assert [e.split(":", maxsplit=1)[0] for e in errors] == [
+        "interval",
+        "fall",
+        "nginx.balance",
+        "upstreams.api[0].server",
+    ]
 
 
 @pytest.mark.parametrize("server", ["10.0.0.1:70000", "10.0.0.1:0"])
 def test_load_config_rejects_a_server_port_out_of_range(server):
     raw = raw_config()
     raw["upstreams"]["webui"][0]["server"] = server
-    _, errors = uc.load_config(raw)
+    _unused, errors = uc.load_config(raw)
     assert len(errors) == 1, errors
     assert errors[0].startswith("upstreams.webui[0].server:")
 
@@ -307,7 +312,7 @@ def test_load_config_accepts_a_server_without_a_drain_key():
 
 
 def test_load_config_rejects_a_fail_timeout_in_milliseconds_that_nginx_refuses():
-    _, errors = uc.load_config(raw_config(nginx={"fail_timeout": "500ms"}))
+    _unused, errors = uc.load_config(raw_config(nginx={"fail_timeout": "500ms"}))
     assert len(errors) == 1, errors
     assert errors[0].startswith("nginx.fail_timeout:")
 
@@ -422,7 +427,7 @@ def test_check_state_comes_back_only_after_rise_passes_in_a_row_and_keeps_its_re
     # a failure in between starts the count again, and its reason replaces the old one
     assert state.record(False, "timeout", "slow", 2, 3) is False
     assert (state.up, state.reason, state.detail) == (False, "timeout", "slow")
-    assert [state.record(True, "ok", "", 2, 3) for _ in range(3)] == [False, False, True]
+    assert [state.record(True, "ok", "", 2, 3) for _i in range(3)] == [False, False, True]
     assert (state.up, state.reason, state.detail) == (True, "ok", "")
 
 
@@ -478,7 +483,7 @@ def test_verdicts_a_dead_webui_takes_out_only_the_webui_server():
     config = loaded()
     checks = all_up(config)
     checks[GPU2_WEBUI] = check_state(False, "http_502")
-    rotation, _ = uc.verdicts(config["servers"], checks, set())
+    rotation, _unused = uc.verdicts(config["servers"], checks, set())
     assert rotation[("webui", "10.0.0.2:7860")] == (False, "webui_http_502")
     assert rotation[("api", "10.0.0.2:8000")] == (True, "ok")
 
@@ -488,7 +493,7 @@ def test_verdicts_the_reason_names_the_first_failing_check():
     checks = all_up(config)
     checks[GPU1_WEBUI] = check_state(False, "refused")
     checks[GPU1_VLLM] = check_state(False, "timeout")
-    rotation, _ = uc.verdicts(config["servers"], checks, set())
+    rotation, _unused = uc.verdicts(config["servers"], checks, set())
     assert rotation[("webui", "10.0.0.1:7860")] == (False, "webui_refused")
     assert rotation[("api", "10.0.0.1:8000")] == (False, "vllm_timeout")
 
@@ -507,7 +512,7 @@ def test_verdicts_an_unknown_check_counts_as_in():
     config = loaded()
     checks = all_up(config)
     checks[GPU1_WEBUI] = uc.CheckState()
-    rotation, _ = uc.verdicts(config["servers"], checks, set())
+    rotation, _unused = uc.verdicts(config["servers"], checks, set())
     assert rotation[("webui", "10.0.0.1:7860")] == (True, "unknown")
     assert rotation[("api", "10.0.0.1:8000")] == (True, "ok")
 
@@ -517,7 +522,7 @@ def test_verdicts_an_unknown_check_does_not_hide_a_later_failing_one():
     checks = all_up(config)
     checks[GPU1_WEBUI] = uc.CheckState()
     checks[GPU1_VLLM] = check_state(False, "reset")
-    rotation, _ = uc.verdicts(config["servers"], checks, set())
+    rotation, _unused = uc.verdicts(config["servers"], checks, set())
     assert rotation[("webui", "10.0.0.1:7860")] == (False, "vllm_reset")
 
 
@@ -559,7 +564,7 @@ def test_verdicts_fail_open_also_covers_an_upstream_drained_to_nothing_but_not_o
 def _rotation_with_gpu1_vllm_down(config):
     checks = all_up(config)
     checks[GPU1_VLLM] = check_state(False, "timeout")
-    rotation, _ = uc.verdicts(config["servers"], checks, set())
+    rotation, _unused = uc.verdicts(config["servers"], checks, set())
     return rotation
 
 
@@ -588,7 +593,7 @@ def test_render_marks_down_exactly_the_servers_out_of_rotation():
     text = uc.render(config, _rotation_with_gpu1_vllm_down(config))
     assert down_servers(text) == {"10.0.0.1:7860", "10.0.0.1:8000"}
     assert text.count(" down;") == 2
-    everyone_in, _ = uc.verdicts(config["servers"], all_up(config), set())
+    everyone_in, _unused = uc.verdicts(config["servers"], all_up(config), set())
     assert " down" not in uc.render(config, everyone_in)
 
 
@@ -602,15 +607,15 @@ def test_render_server_lines_carry_max_fails_fail_timeout_and_the_host_comment()
 def test_render_leaves_out_the_comment_of_a_server_without_host_or_instance():
     raw = raw_config()
     raw["upstreams"]["api"][0].update(host="", instance="")
-    config, _ = uc.load_config(raw)
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    config, _unused = uc.load_config(raw)
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     assert server_lines(uc.render(config, rotation))["10.0.0.1:8000"].endswith("fail_timeout=5s;")
 
 
 @pytest.mark.parametrize("balance", ["least_conn", "ip_hash", "random", "random two least_conn"])
 def test_render_puts_the_balance_method_in_both_blocks(balance):
     config = loaded(nginx={"balance": balance})
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     blocks = upstream_blocks(uc.render(config, rotation))
     for block in blocks.values():
         assert block.count("%s;" % balance) == 1
@@ -620,7 +625,7 @@ def test_render_puts_the_balance_method_in_both_blocks(balance):
 
 def test_render_round_robin_has_no_balance_line():
     config = loaded(nginx={"balance": "round_robin"})
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     text = uc.render(config, rotation)
     for method in ("least_conn", "ip_hash", "random", "round_robin"):
         assert method not in text
@@ -628,7 +633,7 @@ def test_render_round_robin_has_no_balance_line():
 
 def test_render_keepalive_line_follows_the_setting_and_is_absent_at_zero():
     config = loaded(nginx={"keepalive": 16})
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     assert uc.render(config, rotation).count("    keepalive 16;\n") == 2
     config = loaded(nginx={"keepalive": 0})
     assert "keepalive" not in uc.render(config, rotation)
@@ -654,7 +659,7 @@ def test_render_output_passes_nginx_t(tmp_path, balance, fail_timeout, keepalive
     assert errors == []
     checks = all_up(config)
     checks[GPU1_VLLM] = check_state(False)
-    rotation, _ = uc.verdicts(config["servers"], checks, {"local@1"})
+    rotation, _unused = uc.verdicts(config["servers"], checks, {"local@1"})
     assert down_servers(uc.render(config, rotation)) == {"10.0.0.1:7860", "10.0.0.1:8000", "[::1]:8001"}
     upstreams = tmp_path / "upstreams.conf"
     upstreams.write_text(uc.render(config, rotation))
@@ -732,7 +737,7 @@ def test_metrics_one_in_rotation_sample_per_server_with_labels_value_and_reason(
 
 def test_metrics_failing_open_and_transition_counters():
     config = loaded()
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     text = uc.metrics(config, rotation, {"webui": False, "api": True}, {("api", "10.0.0.2:8000"): 3}, 0)
     failing_open = {labels["upstream"]: value for labels, value in samples(text, "qwen3vl_lb_upstream_failing_open")}
     assert failing_open == {"webui": "0", "api": "1"}
@@ -751,7 +756,7 @@ def test_metrics_failing_open_and_transition_counters():
 
 def test_metrics_every_line_is_a_comment_or_a_well_formed_sample():
     config = loaded()
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     text = uc.metrics(config, rotation, {"webui": False, "api": False}, {}, 12.0)
     assert text.endswith("\n")
     for line in text.splitlines():
@@ -765,11 +770,13 @@ def test_metrics_escapes_quotes_and_backslashes_in_labels():
     raw["upstreams"]["webui"][0].update(host='gpu"1\\a', instance="multi\nline")
     config, errors = uc.load_config(raw)
     assert errors == []
-    rotation, _ = uc.verdicts(config["servers"], all_up(config), set())
+    rotation, _unused = uc.verdicts(config["servers"], all_up(config), set())
     text = uc.metrics(config, rotation, {}, {}, 0)
     assert 'host="gpu\\"1\\\\a",instance="multi line"' in text
     labels = [
-        labels for labels, _ in samples(text, "qwen3vl_lb_backend_in_rotation") if labels["server"] == "10.0.0.1:7860"
+        labels
+        for labels, _value in samples(text, "qwen3vl_lb_backend_in_rotation")
+        if labels["server"] == "10.0.0.1:7860"
     ]
     assert labels[0]["host"] == 'gpu"1\\a'
     # no raw newline breaks a sample in two
@@ -874,7 +881,7 @@ def state(h):
 
 
 def fail(h, url, times, reason="timeout"):
-    return [h.checker.record(url, False, reason, "detail of %s" % reason) for _ in range(times)]
+    return [h.checker.record(url, False, reason, "detail of %s" % reason) for _i in range(times)]
 
 
 def test_checker_probes_each_distinct_url_once():
@@ -919,7 +926,7 @@ def test_checker_first_update_does_not_reload_when_nginx_already_has_that_file(t
     h = make_checker(tmp_path)
     for url in h.checker.urls():
         h.checker.record(url, True, "ok")
-    rotation, _ = uc.verdicts(h.config["servers"], h.checker.checks, set())
+    rotation, _unused = uc.verdicts(h.config["servers"], h.checker.checks, set())
     (tmp_path / "upstreams.conf").write_text(uc.render(h.config, rotation))
     assert h.checker.update(force=True) is False
     assert h.reloads == []
@@ -943,7 +950,7 @@ def test_checker_fall_failures_of_a_vllm_check_take_its_webui_and_api_server_out
     assert any("(webui 10.0.0.1:7860)" in line and "vllm_timeout" in line and "gpu1" in line for line in out)
     assert any("(api 10.0.0.1:8000)" in line and "vllm_timeout" in line for line in out)
     assert any(line.startswith("check %s down: timeout" % GPU1_VLLM) for line in h.log)
-    _, servers = state(h)
+    _unused, servers = state(h)
     assert servers[("api", "10.0.0.1:8000")]["in_rotation"] is False
     assert servers[("api", "10.0.0.1:8000")]["reason"] == "vllm_timeout"
     assert servers[("api", "10.0.0.1:8000")]["since"] == h.clock.now
@@ -956,7 +963,7 @@ def test_checker_repeated_failures_do_not_reload_again_and_a_new_reason_only_upd
     h.checker.update()
     went_out = h.clock.now
     assert len(h.reloads) == 2
-    for _ in range(5):
+    for _i in range(5):
         h.clock.now += 0.1
         fail(h, GPU1_VLLM, 1)
         assert h.checker.update() is False
@@ -965,7 +972,7 @@ def test_checker_repeated_failures_do_not_reload_again_and_a_new_reason_only_upd
     fail(h, GPU1_VLLM, 1, reason="refused")
     assert h.checker.update() is False
     assert len(h.reloads) == 2
-    _, servers = state(h)
+    _unused, servers = state(h)
     assert servers[("webui", "10.0.0.1:7860")]["reason"] == "vllm_refused"
     # still out since it went out
     assert servers[("webui", "10.0.0.1:7860")]["since"] == went_out
@@ -977,7 +984,7 @@ def test_checker_puts_a_server_back_only_after_rise_passes(tmp_path):
     h.checker.update()
     del h.log[:]
     rise = h.config["rise"]
-    for _ in range(rise - 1):
+    for _i in range(rise - 1):
         h.clock.now += 0.2
         assert h.checker.record(GPU1_VLLM, True, "ok") is False
         assert h.checker.update() is False
@@ -988,7 +995,7 @@ def test_checker_puts_a_server_back_only_after_rise_passes(tmp_path):
     assert len(h.reloads) == 3
     assert down_servers(upstreams_text(h)) == set()
     assert len([line for line in h.log if " in rotation (" in line]) == 2
-    _, servers = state(h)
+    _unused, servers = state(h)
     assert (servers[("webui", "10.0.0.1:7860")]["in_rotation"], servers[("webui", "10.0.0.1:7860")]["reason"]) == (
         True,
         "ok",
@@ -1000,7 +1007,7 @@ def test_checker_drain_takes_the_key_out_with_reason_draining_and_back(tmp_path)
     h = started(tmp_path)
     assert h.checker.update(drained={"gpu2@0"}) is True
     assert down_servers(upstreams_text(h)) == {"10.0.0.2:7860", "10.0.0.2:8000"}
-    _, servers = state(h)
+    _unused, servers = state(h)
     assert (servers[("api", "10.0.0.2:8000")]["in_rotation"], servers[("api", "10.0.0.2:8000")]["reason"]) == (
         False,
         "draining",
@@ -1172,7 +1179,7 @@ def raw_backend(behaviour):
     def serve():
         while not stop.is_set():
             try:
-                conn, _ = listener.accept()
+                conn, _unused = listener.accept()
             except OSError:
                 continue
             with conn:
@@ -1196,12 +1203,12 @@ def test_probe_a_200_is_ok_and_sends_a_get_for_the_path():
 
 
 def test_probe_any_2xx_is_ok():
-    with http_backend(204) as (url, _):
+    with http_backend(204) as (url, _unused):
         assert asyncio.run(uc.probe(url, 2.0))[:2] == (True, "ok")
 
 
 def test_probe_a_503_fails_with_its_status():
-    with http_backend(503) as (url, _):
+    with http_backend(503) as (url, _unused):
         assert asyncio.run(uc.probe(url, 2.0)) == (False, "http_503", "HTTP 503")
 
 
@@ -1258,7 +1265,7 @@ def _ipv6_loopback():
 def test_probe_an_ipv6_url():
     if not _ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
-    with http_backend(200, address="::1") as (url, _):
+    with http_backend(200, address="::1") as (url, _unused):
         assert asyncio.run(uc.probe(url, 2.0)) == (True, "ok", "")
 
 
@@ -1275,7 +1282,7 @@ def test_a_check_url_load_config_accepts_is_probed_without_raising():
         url = health.replace("/health", "/h\u00e9alth")
         raw = raw_config()
         raw["upstreams"]["api"][0]["checks"] = [check("vllm", url)]
-        _, errors = uc.load_config(raw)
+        _unused, errors = uc.load_config(raw)
         if errors:
             assert errors[0].startswith("upstreams.api[0].checks[0].url:")
         else:
@@ -1340,7 +1347,7 @@ GPU1 = (("webui", "10.0.0.1:7860"), ("api", "10.0.0.1:8000"))
 
 def test_run_takes_a_failing_backend_out_and_puts_it_back_with_real_probes(tmp_path):
     flaky_status = {"value": 200}
-    with http_backend(200) as (good, _), http_backend(lambda: flaky_status["value"]) as (flaky, _):
+    with http_backend(200) as (good, _unused), http_backend(lambda: flaky_status["value"]) as (flaky, _unused):
         config = run_config(tmp_path, flaky, good)
         reloads, log = [], []
         checker = uc.Checker(config, lambda: reloads.append(time.monotonic()), log.append)
@@ -1377,7 +1384,7 @@ def test_run_takes_a_failing_backend_out_and_puts_it_back_with_real_probes(tmp_p
 
 
 def test_run_follows_the_drain_directory(tmp_path):
-    with http_backend(200) as (good, _), http_backend(200) as (other, _):
+    with http_backend(200) as (good, _unused), http_backend(200) as (other, _unused):
         config = run_config(tmp_path, other, good)
         reloads = []
         checker = uc.Checker(config, lambda: reloads.append(1), lambda line: None)
