@@ -450,6 +450,9 @@ class Checker:
         self.written = 0.0
         self.reloads = 0
         self.textfile_failed = False
+        self.retry = False
+        self.reload_failed = False
+        self.problem = None
 
     def urls(self):
         return sorted(self.checks)
@@ -507,19 +510,45 @@ class Checker:
                 )
         self.rotation, self.failing_open = rotation, failing_open
         reloaded = False
-        if changed or force:
-            if write_atomic(self.config["upstreams_conf"], render(self.config, rotation)):
-                self.reload()
-                self.reloads += 1
-                reloaded = True
+        if changed or force or self.retry:
+            reloaded = self._apply(rotation)
         if changed or force or now - self.written >= self.config["heartbeat"]:
             self.write_state(now)
         return reloaded
 
+    def _apply(self, rotation):
+        """Write nginx's file and reload; a failed write or reload is retried at the next update (the
+        heartbeat brings one within ``heartbeat`` seconds) instead of ending the checker."""
+        try:
+            written = write_atomic(self.config["upstreams_conf"], render(self.config, rotation))
+        except OSError as exc:
+            self._problem("cannot write %s: %s" % (self.config["upstreams_conf"], exc))
+            self.retry = True
+            return False
+        if not (written or self.reload_failed):
+            self.retry = False
+            return False
+        if self.reload() is False:
+            self._problem("could not signal nginx (pid file %s); trying again" % self.config["nginx_pid_file"])
+            self.reload_failed = self.retry = True
+            return False
+        self.reload_failed = self.retry = False
+        self.problem = None
+        self.reloads += 1
+        return True
+
+    def _problem(self, text):
+        if text != self.problem:  # once per distinct problem, not at every retry
+            self.log(text)
+        self.problem = text
+
     def write_state(self, now):
         self.written = now
         doc = state_document(self.config, self.rotation, self.failing_open, self.since, now)
-        write_atomic(self.config["state_file"], json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        try:
+            write_atomic(self.config["state_file"], json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        except OSError as exc:
+            self._problem("cannot write the state file %s: %s" % (self.config["state_file"], exc))
         if self.config["textfile"]:
             text = metrics(self.config, self.rotation, self.failing_open, self.transitions, now)
             try:
@@ -532,8 +561,8 @@ class Checker:
                 self.textfile_failed = False
 
     def due(self):
-        """True when the heartbeat wants the state and metrics written again."""
-        return self.clock() - self.written >= self.config["heartbeat"]
+        """True when the heartbeat wants the state and metrics written again, or a write or reload is retried."""
+        return self.retry or self.clock() - self.written >= self.config["heartbeat"]
 
 
 def reload_nginx(pid_file):
@@ -663,16 +692,23 @@ def _read_state(config):
 
 def drain(config, key, timeout, *, clock=time.time, sleep=time.sleep, connections=nginx_connections):
     """Take the servers of ``key`` out of rotation on this load balancer and wait until nginx holds no
-    connection to them (open streams finished), at most ``timeout`` seconds. Returns a result mapping."""
+    connection to them (open streams finished), at most ``timeout`` seconds. Returns a result mapping:
+    ``no_checker`` (no state file: no checker runs here; nothing is marked), ``failed`` (the checker did
+    not confirm within 10 s), ``timed_out`` (connections still open, or the upstream fails open so the
+    servers stay in rotation), else ``idle_after``."""
     key = key_of(key)
+    start = clock()
     servers = [s["server"] for s in config["servers"] if s["key"] == key]
+    result = {"key": key, "changed": False, "servers": servers, "out_after": None, "idle_after": None}
+    if _read_state(config) is None:
+        result["no_checker"] = True
+        result["msg"] = "%s: no qwen3vl-upstream-check state here (%s): nothing drained" % (key, config["state_file"])
+        return result
     os.makedirs(config["drain_dir"], exist_ok=True)
     path = os.path.join(config["drain_dir"], key)
-    changed = not os.path.exists(path)
+    result["changed"] = not os.path.exists(path)
     with open(path, "a", encoding="utf-8"):
         pass
-    start = clock()
-    result = {"key": key, "changed": changed, "servers": servers, "out_after": None, "idle_after": None}
     if not servers:
         result["msg"] = "%s: not in this load balancer's upstreams (nothing to drain)" % key
         return result
@@ -687,6 +723,11 @@ def drain(config, key, timeout, *, clock=time.time, sleep=time.sleep, connection
             result["msg"] = "%s: qwen3vl-upstream-check did not take it out (is the service running?)" % key
             return result
         sleep(0.05)
+    if any(x["in_rotation"] for x in mine):
+        # the last servers of an upstream: the checker fails open and keeps them in (nothing else would serve)
+        result["timed_out"] = True
+        result["msg"] = "%s: still in rotation, nothing else is (the upstream fails open); marked drained" % key
+        return result
     while True:  # then the open requests and streams on it finish (old nginx workers keep them)
         left = connections(servers)
         result["connections"] = left
@@ -726,13 +767,19 @@ def undrain(config, key, timeout, *, clock=time.time, sleep=time.sleep):
 
 
 def _drain_command(config, argv):
-    """drain|undrain KEY [--timeout SECONDS]: one JSON line; exit 0 done, 1 failed, 3 timed out."""
+    """drain|undrain KEY [--timeout SECONDS]: one JSON line; exit 0 done, 1 failed, 2 no checker here,
+    3 timed out (or the servers stay in rotation because their upstream fails open)."""
     timeout = 60.0
-    if "--timeout" in argv:
-        timeout = float(argv[argv.index("--timeout") + 1])
-    action, key = argv[0], argv[1]
-    result = drain(config, key, timeout) if action == "drain" else undrain(config, key, timeout)
+    try:
+        if "--timeout" in argv:
+            timeout = float(argv[argv.index("--timeout") + 1])
+        action, key = argv[0], argv[1]
+        result = drain(config, key, timeout) if action == "drain" else undrain(config, key, timeout)
+    except (IndexError, ValueError, OSError) as exc:  # (a bad --timeout, a server name that does not resolve)
+        result = {"failed": True, "msg": "%s: %s" % (type(exc).__name__, exc)}
     _say(json.dumps(result, sort_keys=True))
+    if result.get("no_checker"):
+        return 2
     return 1 if result.get("failed") else 3 if result.get("timed_out") else 0
 
 

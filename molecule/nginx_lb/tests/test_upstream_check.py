@@ -138,6 +138,7 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
                 )
                 assert doc, "%s: gpu1 still in rotation: %s" % (lb, state(lb))
                 mine = servers_of(doc, GPU1)
+                assert {u for u, _server in mine} == {"webui", "api"}, doc  # (an empty match would check nothing)
                 for (upstream, _server), s in mine.items():
                     if upstream in leaving:
                         # the stand-in WebUI's health reports its vLLM too (503) and may fail first

@@ -127,15 +127,17 @@ def test_drain_marks_the_key_waits_for_the_checker_then_for_the_connections(tmp_
 def test_drain_times_out_with_the_connections_left(tmp_path):
     cfg = config(tmp_path)
     fake = FakeTime(lambda now: write_state(cfg, now, drained={"gpu1@0"}))
+    write_state(cfg, fake.now - 5)
     result = uc.drain(cfg, "gpu1@0", 5, clock=fake.clock, sleep=fake.sleep, connections=lambda s: dict.fromkeys(s, 1))
     assert result["timed_out"] is True
     assert result["connections"] == {"10.0.0.1:7860": 1, "10.0.0.1:8000": 1}
     assert "still 2 open connections after 5s" in result["msg"]
 
 
-def test_drain_fails_when_no_checker_writes_the_state(tmp_path):
+def test_drain_fails_when_the_checker_does_not_update_the_state(tmp_path):
     cfg = config(tmp_path)
     fake = FakeTime()
+    write_state(cfg, fake.now - 60)  # a checker that stopped a minute ago
     result = uc.drain(cfg, "gpu1@0", 60, clock=fake.clock, sleep=fake.sleep, connections=lambda s: {})
     assert result["failed"] is True
     assert "did not take it out" in result["msg"]
@@ -143,8 +145,36 @@ def test_drain_fails_when_no_checker_writes_the_state(tmp_path):
     assert fake.now - 1000.0 < 11
 
 
+def test_without_any_checker_state_nothing_is_marked_and_the_result_says_so(tmp_path):
+    cfg = config(tmp_path)
+    result = uc.drain(cfg, "gpu1@0", 60, connections=lambda s: {})
+    assert result["no_checker"] is True
+    assert result["changed"] is False
+    assert not os.path.exists(cfg["drain_dir"])  # no mark left to take effect when a checker starts later
+
+
+def test_draining_the_last_server_in_rotation_says_it_stays_in_at_once(tmp_path):
+    cfg = config(tmp_path)
+
+    def world(now):  # the checker fails open: gpu2 is down, so drained gpu1 is kept in
+        write_state(cfg, now, drained={"gpu1@0"}, out={"gpu2@0"})
+        doc = json.loads(open(cfg["state_file"]).read())
+        for server in doc["servers"]:
+            server["in_rotation"] = server["key"] == "gpu1@0"
+        open(cfg["state_file"], "w").write(json.dumps(doc))
+
+    fake = FakeTime(world)
+    write_state(cfg, fake.now - 5)
+    result = uc.drain(cfg, "gpu1@0", 600, clock=fake.clock, sleep=fake.sleep, connections=lambda s: dict.fromkeys(s, 1))
+    assert result["timed_out"] is True
+    assert "fails open" in result["msg"]
+    assert fake.now - 1000.0 < 1  # it did not wait out the 600 s
+    assert os.listdir(cfg["drain_dir"]) == ["gpu1@0"]
+
+
 def test_drain_of_a_key_this_load_balancer_does_not_have_is_a_no_op_that_says_so(tmp_path):
     cfg = config(tmp_path)
+    write_state(cfg, 0)
     result = uc.drain(cfg, "gpu9@0", 60, connections=lambda s: {})
     assert result["servers"] == []
     assert "not in this load balancer's upstreams" in result["msg"]
@@ -233,14 +263,21 @@ def test_nginx_connections_on_this_machine_reads_the_real_proc():
     assert uc.nginx_connections(["127.0.0.1:9"]) == {"127.0.0.1:9": 0}
 
 
-@pytest.mark.parametrize(("action", "code", "flag"), [("drain", 1, "failed"), ("undrain", 3, "timed_out")])
+@pytest.mark.parametrize(("action", "code", "flag"), [("drain", 2, "no_checker"), ("undrain", 3, "timed_out")])
 def test_the_command_prints_one_json_line_and_exits_by_outcome(tmp_path, capsys, action, code, flag):
     cfg_file = tmp_path / "check.json"
     cfg_file.write_text(json.dumps(raw_config(tmp_path)))
-    # no checker runs here: a drain cannot be confirmed (exit 1); an undrain times out waiting for the
-    # checker to show the servers in rotation (exit 3)
+    # no checker runs here (no state file): a drain marks nothing (exit 2); an undrain times out waiting
+    # for a checker to show the servers in rotation (exit 3)
     rc = uc.main([str(cfg_file), action, "gpu1@0", "--timeout", "0"])
     out = json.loads(capsys.readouterr().out)
     assert out["key"] == "gpu1@0"
     assert rc == code
     assert out[flag] is True
+
+
+def test_a_bad_timeout_is_a_failure_with_a_message_not_a_traceback(tmp_path, capsys):
+    cfg_file = tmp_path / "check.json"
+    cfg_file.write_text(json.dumps(raw_config(tmp_path)))
+    assert uc.main([str(cfg_file), "drain", "gpu1@0", "--timeout"]) == 1
+    assert "IndexError" in json.loads(capsys.readouterr().out)["msg"]
