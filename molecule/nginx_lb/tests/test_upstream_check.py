@@ -3,7 +3,8 @@
 For each fault on backend gpu1 (vLLM killed, vLLM hung with SIGSTOP, WebUI killed), with API chat
 completions and WebUI chats running through the VIP:
 - the affected servers leave rotation on both load balancers within the bound the checker's settings
-  give (interval + fall x max(interval, timeout)), plus one interval for scheduling and the reload;
+  give (interval + fall x max(interval, timeout)), plus one interval for scheduling and the reload, plus
+  the duration of the docker exec that causes the fault (it lands somewhere inside it);
 - no request started 1 s or more after the fault fails (requests in flight at the fault are counted
   and printed: a killed process loses what it was serving);
 - after recovery they are back in rotation on both load balancers within 5 s.
@@ -122,6 +123,9 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
         time.sleep(2)
         t_fault = time.time()
         sh(GPU1, cmd)
+        # the fault lands somewhere inside the docker exec that causes it: times count from before it, and
+        # the bound grows by how long it took
+        fault_window = time.time() - t_fault
         try:
             out = {}
             for lb in LBS:
@@ -166,7 +170,7 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
             run,
             len(split["all"]),
             {lb[-3:]: round(v, 3) for lb, v in out.items()},
-            out_bound(cfg),
+            out_bound(cfg) + fault_window,
             {lb[-3:]: round(v, 3) for lb, v in back.items()},
             len(split["in_flight"]),
             len(split["early"]),
@@ -176,7 +180,8 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
     )
     assert split["after"] == [], split["after"][:5]
     for lb, seconds in out.items():
-        assert seconds <= out_bound(cfg), "%s: %.3f s > %.3f s" % (lb, seconds, out_bound(cfg))
+        bound = out_bound(cfg) + fault_window
+        assert seconds <= bound, "%s: %.3f s > %.3f s (docker exec %.3f s)" % (lb, seconds, bound, fault_window)
     for lb, seconds in back.items():
         assert seconds <= BACK_WITHIN, "%s: back after %.3f s" % (lb, seconds)
     assert len(split["all"]) > 20  # the load really ran
