@@ -39,11 +39,6 @@ def _instances(deployed):
     return None
 
 
-def _key(text):
-    """A drain key (also a file name), as qwen3vl-upstream-check makes it from "<host>@<id>"."""
-    return upstream_check.key_of(text)
-
-
 def _health(health):
     paths = {"vllm_path": "/health", "webui_path": "/"}
     paths.update(health or {})
@@ -79,7 +74,7 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
                     "server": str(s),
                     "host": "",
                     "instance": "",
-                    "key": _key(str(s)),
+                    "key": upstream_check.key_of(s),
                     "checks": [{"name": name, "url": "http://%s%s" % (s, path)}],
                 }
                 for s in servers
@@ -132,7 +127,7 @@ def _instance_servers(result, explicit, where, paths):
     if len(ports) < 2:
         return
     vllm_check = {"name": "vllm", "url": "http://%s%s" % (ports["vllm_port"], vllm_path)}
-    key = _key("%s@%s" % (host, inst.get("id", index)))
+    key = upstream_check.key_of("%s@%s" % (host, inst.get("id", index)))  # the drain key
     for kind, port_key, name_key, own in (
         ("webui", "ui_port", "ui_name", [{"name": "ui", "url": "http://%s%s" % (ports["ui_port"], webui_path)}]),
         ("api", "vllm_port", "vllm_name", []),

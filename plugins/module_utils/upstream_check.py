@@ -690,6 +690,13 @@ def _read_state(config):
         return None
 
 
+def _key_state(config, key, since):
+    """(whether the checker wrote its state at or after ``since``, that state's entries for ``key``)."""
+    state = _read_state(config) or {}
+    mine = [x for x in state.get("servers", []) if x.get("key") == key]
+    return bool(state) and state.get("time", 0) >= since, mine
+
+
 def drain(config, key, timeout, *, clock=time.time, sleep=time.sleep, connections=nginx_connections):
     """Take the servers of ``key`` out of rotation on this load balancer and wait until nginx holds no
     connection to them (open streams finished), at most ``timeout`` seconds. Returns a result mapping:
@@ -713,9 +720,8 @@ def drain(config, key, timeout, *, clock=time.time, sleep=time.sleep, connection
         result["msg"] = "%s: not in this load balancer's upstreams (nothing to drain)" % key
         return result
     while True:  # the running checker writes the servers out (reason draining) within one probe interval
-        state = _read_state(config)
-        mine = [x for x in (state or {}).get("servers", []) if x.get("key") == key]
-        if state and state.get("time", 0) >= start and mine and all(x["reason"] == "draining" for x in mine):
+        fresh, mine = _key_state(config, key, start)
+        if fresh and mine and all(x["reason"] == "draining" for x in mine):
             result["out_after"] = round(clock() - start, 3)
             break
         if clock() - start > min(timeout, 10.0):
@@ -752,9 +758,8 @@ def undrain(config, key, timeout, *, clock=time.time, sleep=time.sleep):
     start = clock()
     result = {"key": key, "changed": changed, "servers": servers, "in_after": None}
     while servers:
-        state = _read_state(config)
-        mine = [x for x in (state or {}).get("servers", []) if x.get("key") == key]
-        if state and state.get("time", 0) >= start and mine and all(x["in_rotation"] for x in mine):
+        fresh, mine = _key_state(config, key, start)
+        if fresh and mine and all(x["in_rotation"] for x in mine):
             result["in_after"] = round(clock() - start, 3)
             break
         if clock() - start > timeout:

@@ -71,6 +71,13 @@ def wait_until(predicate, limit):
     return predicate()
 
 
+def gpu1_out(lb, leaving):
+    """lb's state once every gpu1 server of the upstreams in ``leaving`` is out of rotation, else False."""
+    doc = state(lb)
+    mine = servers_of(doc, GPU1)
+    return all(not s["in_rotation"] for (u, _server), s in mine.items() if u in leaving) and doc
+
+
 def all_in(lb):
     doc = state(lb)
     return all(s["in_rotation"] and s["reason"] == "ok" for s in doc["servers"]) and doc
@@ -129,17 +136,7 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
         try:
             out = {}
             for lb in LBS:
-                doc = wait_until(
-                    lambda lb=lb: (
-                        all(
-                            not s["in_rotation"]
-                            for (u, _unused), s in servers_of(state(lb), GPU1).items()
-                            if u in leaving
-                        )
-                        and state(lb)
-                    ),
-                    out_bound(cfg) + 5,
-                )
+                doc = wait_until(lambda lb=lb: gpu1_out(lb, leaving), out_bound(cfg) + 5)
                 assert doc, "%s: gpu1 still in rotation: %s" % (lb, state(lb))
                 mine = servers_of(doc, GPU1)
                 assert {u for u, _server in mine} == {"webui", "api"}, doc  # (an empty match would check nothing)
