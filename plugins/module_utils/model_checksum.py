@@ -653,6 +653,77 @@ def verify(
     return {"files": ordered, "summary": summary, "bad": bad, "cache": new_cache, "warnings": warnings}
 
 
+def read_text(path):
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def verify_tree(
+    root,
+    manifest=None,
+    manifest_text=None,
+    *,
+    extra_files="warn",
+    exclude=(),
+    cache_file=None,
+    force=False,
+    workers=0,
+    max_age=0,
+    save=True,
+):
+    """Read the manifest (or take ``manifest_text``), verify root against it through the cache, save the
+    cache: the steps the module and the GPU hosts' boot gate (instance_gate) share.
+
+    Returns a dict: ``error`` (why the tree could not be verified at all: no manifest, a bad or empty
+    manifest, unreadable files; None otherwise), ``checked`` (verify()'s result, or None when it did not
+    run), ``problems`` (one line per bad file) and ``warnings``.
+    """
+    out = {"error": None, "checked": None, "problems": [], "warnings": []}
+    if manifest_text is None:
+        manifest_text = read_text(manifest)
+        if manifest_text is None:
+            out["error"] = "manifest %s does not exist" % manifest
+            return out
+    try:
+        entries = parse_manifest(manifest_text)
+    except ManifestError as exc:
+        out["error"] = "%s: %s" % ("manifest_content" if manifest is None else manifest, exc)
+        return out
+    if not entries:
+        out["error"] = "the manifest lists no files"
+        return out
+    cache = {}
+    if cache_file and not force:
+        cache, warning = load_cache(cache_file, root)
+        out["warnings"] += [warning] if warning else []
+    checked = verify(
+        root,
+        entries,
+        extra_files=extra_files,
+        exclude=exclude,
+        skip=[path for path in (manifest, cache_file) if path],
+        cache=cache,
+        force=force,
+        workers=workers,
+        max_age=max_age,
+    )
+    out["checked"] = checked
+    out["warnings"] += checked["warnings"]
+    out["problems"] = describe_bad(checked["files"], extra_files)
+    unreadable = [item for item in checked["files"] if item["status"] in (STATUS_UNREADABLE, STATUS_NOT_FILE)]
+    if unreadable:
+        out["error"] = "cannot verify, unreadable: " + "; ".join(describe_bad(unreadable))
+        return out
+    if cache_file and save:
+        warning = save_cache(cache_file, root, checked["cache"])
+        out["warnings"] += [warning] if warning else []
+    return out
+
+
 def create(root, *, exclude=(), skip=(), workers=0, now=None):
     """Hash every file under root.
 

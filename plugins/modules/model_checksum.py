@@ -239,7 +239,7 @@ def run(module, manifest_mode):
                 msg="cannot read: " + "; ".join("%s: %s" % item for item in sorted(errors.items())), **result
             )
         text = core.format_manifest(entries, with_sizes=params["sizes"])
-        result["changed"] = _read_text(manifest) != text
+        result["changed"] = core.read_text(manifest) != text
         if result["changed"] and not module.check_mode:
             try:
                 core.write_atomic(manifest, text, manifest_mode)
@@ -249,44 +249,28 @@ def run(module, manifest_mode):
             _warn(module, core.save_cache(cache_file, root, cache_entries))
         return result
 
-    if params["manifest_content"] is not None:
-        text = params["manifest_content"]
-    else:
-        text = _read_text(manifest)
-        if text is None:
-            module.fail_json(msg="manifest %s does not exist" % manifest, **result)
-    try:
-        entries = core.parse_manifest(text)
-    except core.ManifestError as exc:
-        where = "manifest_content" if manifest is None else manifest
-        module.fail_json(msg="%s: %s" % (where, exc), **result)
-    if not entries:
-        module.fail_json(msg="the manifest lists no files", **result)
-
-    cache = {}
-    if cache_file and not params["force"]:
-        cache, warning = core.load_cache(cache_file, root)
-        _warn(module, warning)
-    checked = core.verify(
+    tree = core.verify_tree(
         root,
-        entries,
+        manifest,
+        params["manifest_content"],
         extra_files=params["extra_files"],
         exclude=exclude,
-        skip=skip,
-        cache=cache,
+        cache_file=cache_file,
         force=params["force"],
         workers=params["workers"],
         max_age=params["cache_max_age"],
+        save=not module.check_mode,
     )
-    for warning in checked["warnings"]:
+    for warning in tree["warnings"]:
         module.warn(warning)
-    result.update(files=checked["files"], summary=checked["summary"], bad_files=checked["bad"], ok=not checked["bad"])
-    problems = core.describe_bad(checked["files"], params["extra_files"])
-    unreadable = [item for item in checked["files"] if item["status"] in (core.STATUS_UNREADABLE, core.STATUS_NOT_FILE)]
-    if unreadable:
-        module.fail_json(msg="cannot verify, unreadable: " + "; ".join(core.describe_bad(unreadable)), **result)
-    if cache_file and not module.check_mode:
-        _warn(module, core.save_cache(cache_file, root, checked["cache"]))
+    checked = tree["checked"]
+    if checked is not None:
+        result.update(
+            files=checked["files"], summary=checked["summary"], bad_files=checked["bad"], ok=not checked["bad"]
+        )
+    if tree["error"]:
+        module.fail_json(msg=tree["error"], **result)
+    problems = tree["problems"]
     if checked["bad"]:
         result["msg"] = "%d of %d files failed verification: %s" % (
             len(checked["bad"]),
@@ -298,14 +282,6 @@ def run(module, manifest_mode):
     else:
         result["msg"] = "%d files verified (%d from cache)" % (checked["summary"]["ok"], checked["summary"]["cached"])
     return result
-
-
-def _read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def _mode(module):
