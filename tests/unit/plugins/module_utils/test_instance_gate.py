@@ -174,7 +174,10 @@ def test_no_manifest_and_a_missing_directory_are_reasons_too(tmp_path):
 def test_a_share_that_does_not_answer_is_reported_as_such(tmp_path):
     _model(tmp_path)
     config = _config(tmp_path)
-    hung = lambda path, timeout: "%s did not answer within %ss" % (path, timeout)  # noqa: E731
+
+    def hung(path, timeout):
+        return "%s did not answer within %ss" % (path, timeout)
+
     reason, detail = gate.check_instance(
         config["instances"][0], config, gate.parse_mountinfo(_mounted(tmp_path)), stat=hung
     )
