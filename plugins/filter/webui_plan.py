@@ -23,7 +23,7 @@ def webui_plan(config, gpu_facts=None, checksums=None, gpu_result=None):
     )
 
 
-def webui_gate(instances, checksums=None, gpu_result=None):
+def webui_gate(instances, checksums=None, gpu_result=None, mounts=None):
     """Return the instances with ``blocked`` set to why each may not start ("" when it may).
 
     The older face of the gate: ``webui_plan(gpu_facts, checksums, gpu_result)`` does the same in one call
@@ -31,9 +31,26 @@ def webui_gate(instances, checksums=None, gpu_result=None):
     """
     if not isinstance(instances, list):
         raise AnsibleFilterError("webui_gate: the input must be the list of planned instances")
-    return core.gate(instances, checksums if isinstance(checksums, (Mapping, list)) else None, gpu_result or None)
+    if mounts is not None and not isinstance(mounts, Mapping):
+        raise AnsibleFilterError("webui_gate: mounts must be a mapping {mounts, mountinfo, data_dir}")
+    return core.gate(
+        instances,
+        checksums if isinstance(checksums, (Mapping, list)) else None,
+        gpu_result or None,
+        dict(mounts) if mounts else None,
+    )
+
+
+def webui_gate_config(instances, settings):
+    """The boot gate's configuration for the gated instances (see module_utils webui_plan.gate_config)."""
+    if not isinstance(instances, list) or not isinstance(settings, Mapping):
+        raise AnsibleFilterError("webui_gate_config: the input must be the gated instances, the argument the settings")
+    try:
+        return core.gate_config(instances, dict(settings))
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError("webui_gate_config: %s" % exc) from exc
 
 
 class FilterModule(object):
     def filters(self):
-        return {"webui_plan": webui_plan, "webui_gate": webui_gate}
+        return {"webui_plan": webui_plan, "webui_gate": webui_gate, "webui_gate_config": webui_gate_config}

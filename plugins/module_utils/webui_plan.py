@@ -22,7 +22,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks, instance_gate
 
 # Flags the role renders itself; extra args must not repeat them (the later one would silently win).
 MANAGED_VLLM_FLAGS = (
@@ -241,8 +241,8 @@ def settings_errors(config):
 
     ``config`` keys: vllm_api_key_set (bool: the key is not empty; the key itself stays out of the plan),
     vllm_allow_no_api_key, ui_image, image_source, image_archives, vllm_ipc_mode, vllm_shm_size,
-    vllm_gpu_memory_utilization, vllm_shutdown_timeout, ui_health_path, gpu_health_args, model_checksum_args.
-    A missing key is not checked.
+    vllm_gpu_memory_utilization, vllm_shutdown_timeout, ui_health_path, gate_dir, gate_mounts, gate_interval,
+    gpu_health_args, model_checksum_args. A missing key is not checked.
     """
     errors = []
     if "vllm_api_key_set" in config and not config["vllm_api_key_set"] and not config.get("vllm_allow_no_api_key"):
@@ -274,6 +274,17 @@ def settings_errors(config):
             errors,
             checks.matches(config["ui_health_path"], "webui_ui_health_path", r"^/\S*$", "a URL path starting with /"),
         )
+    if "gate_dir" in config:
+        checks.add(errors, checks.absolute_path(config["gate_dir"], "webui_gate_dir"))
+    if "gate_mounts" in config:
+        mounts = config["gate_mounts"]
+        if not isinstance(mounts, list):
+            errors.append("webui_gate_mounts: %s is not a list of mount points" % checks.show(mounts))
+        else:
+            for index, mount in enumerate(mounts):
+                checks.add(errors, checks.absolute_path(mount, "webui_gate_mounts[%d]" % index))
+    if "gate_interval" in config:
+        checks.add(errors, checks.integer(config["gate_interval"], "webui_gate_interval", minimum=1, maximum=3600))
     if "gpu_health_args" in config:
         errors += _gpu_health_args_errors(config["gpu_health_args"])
     if "model_checksum_args" in config:
@@ -408,14 +419,18 @@ def _gpu_verdicts(gpu_result):
     return verdicts
 
 
-def gate(instances, checksums=None, gpu_result=None):
-    """Add ``blocked`` (a reason, or "") to each planned instance.
+def gate(instances, checksums=None, gpu_result=None, mounts=None):
+    """Add ``blocked`` (the reasons, or "") and ``blocked_by`` (a list of "mount", "checksum", "gpu") to each
+    planned instance.
 
     ``checksums``: model dir -> {"ok": bool, "message": str}, or the list of registered
     qwen3vl.ha.model_checksum loop results (each with ``item`` = the directory, ``ok`` and ``msg``);
     None or a missing directory = not verified.
     ``gpu_result``: the registered qwen3vl.ha.gpu_health result (None = no GPU check). A GPU whose status
     is "unhealthy" blocks its instance; "warning" (throttling, a benign XID) does not.
+    ``mounts``: {"mounts": mount points the host must have mounted, "mountinfo": the host's
+    /proc/self/mountinfo, "data_dir": the WebUI data directory}; an instance whose model or data directory
+    lies under one that is not mounted is blocked (instance_gate.missing_mounts, the boot gate's own check).
     """
     verdicts = _gpu_verdicts(gpu_result) if gpu_result is not None else None
     if isinstance(checksums, list):
@@ -424,17 +439,68 @@ def gate(instances, checksums=None, gpu_result=None):
             for r in checksums
             if isinstance(r, dict) and "item" in r and not r.get("skipped")
         }
+    table = instance_gate.parse_mountinfo(mounts.get("mountinfo") or "") if mounts else []
     out = []
     for instance in instances:
-        reasons = []
+        reasons = {}
+        if mounts:
+            paths = [instance["model_dir"], mounts.get("data_dir") or ""]
+            missing = instance_gate.missing_mounts(paths, mounts.get("mounts") or [], table)
+            if missing:
+                reasons["mount"] = "not mounted: %s (needed by its %s)" % (
+                    ", ".join(missing),
+                    _needed_by(paths, missing),
+                )
         check = (checksums or {}).get(instance["model_dir"])
         if check is not None and not check.get("ok"):
-            reasons.append(
-                "model checksum failed for %s: %s" % (instance["model_dir"], check.get("message") or "mismatch")
+            reasons["checksum"] = "model checksum failed for %s: %s" % (
+                instance["model_dir"],
+                check.get("message") or "mismatch",
             )
         if verdicts is not None:
             status, why = verdicts.get(instance.get("gpu_index"), ("missing", ["gpu_health did not report it"]))
             if status not in ("healthy", "warning"):
-                reasons.append("GPU %s is %s: %s" % (instance["gpu"], status, "; ".join(why) or "no reason given"))
-        out.append(dict(instance, blocked="; ".join(reasons)))
+                reasons["gpu"] = "GPU %s is %s: %s" % (instance["gpu"], status, "; ".join(why) or "no reason given")
+        out.append(dict(instance, blocked="; ".join(reasons.values()), blocked_by=list(reasons)))
     return out
+
+
+def _needed_by(paths, missing):
+    model_dir, data_dir = paths
+    found = [
+        name
+        for name, path in (("model directory", model_dir), ("WebUI data directory", data_dir))
+        if path and instance_gate.mounts_for([path], missing)
+    ]
+    return " and ".join(found)
+
+
+def gate_config(instances, settings):
+    """The boot gate's configuration (instance_gate.load_config reads it) for the gated instances.
+
+    ``settings``: gate_dir, textfile_dir, interval, mounts, checksum (webui_model_checksum_args), manifest,
+    verify, data_dir. An instance blocked by its GPU is left out: the boot gate does not check GPUs, so it
+    must not start one the role held back. One blocked by a mount or by its weights stays in: the gate checks
+    those again, and starts it once they pass.
+    """
+    gate_dir = settings["gate_dir"]
+    return {
+        "gate_dir": gate_dir,
+        "state_file": posixpath.join(gate_dir, "state.json"),
+        "textfile": settings.get("textfile_dir") or "",
+        "interval": settings.get("interval", 5),
+        "mounts": list(settings.get("mounts") or []),
+        "checksum": dict(settings.get("checksum") or {}),
+        "instances": [
+            {
+                "id": str(instance["id"]),
+                "model_dir": instance["model_dir"],
+                "manifest": settings.get("manifest") or "",
+                "verify": bool(settings.get("verify", True)),
+                "data_dir": settings.get("data_dir") or "",
+                "containers": [instance["vllm_name"], instance["ui_name"]],
+            }
+            for instance in instances
+            if "gpu" not in instance.get("blocked_by", [])
+        ],
+    }

@@ -28,6 +28,10 @@ KEY = "molecule-only-key-3f1c"
 MODEL = "qwen3-vl-test"
 MODEL_DIR = "/srv/models/Qwen3-VL-test"
 VLLM = ["qwen3vl-vllm-0", "qwen3vl-vllm-1"]
+GATE_DIR = "/run/qwen3vl-gate"
+SHARE = "/srv/qwen3vl-data"  # webui_gate_mounts; a bind mount of /srv/share-backing (prepare.yml)
+GATE_INTERVAL = 2  # webui_gate_interval (molecule.yml)
+VLLM_START_PERIOD = 90  # webui_vllm_start_period (molecule.yml)
 UI = ["qwen3vl-webui-0", "qwen3vl-webui-1"]
 
 
@@ -47,6 +51,10 @@ PNG = _png()
 
 @pytest.fixture(scope="module")
 def address():
+    return _address()
+
+
+def _address():
     out = subprocess.run(
         ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST],
         capture_output=True,
@@ -100,8 +108,11 @@ def test_two_instances_running_with_role_settings(host):
     assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert inspect["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "50m"}}
     assert inspect["HostConfig"]["PortBindings"]["8000/tcp"][0]["HostPort"] == "8001"
+    # the model directory is bound through the boot gate's link (instance_gate.py)
     mount = [m for m in inspect["Mounts"] if m["Destination"] == "/models/Qwen3-VL-test"]
-    assert [(m["Source"], m["RW"]) for m in mount] == [(MODEL_DIR, False)]
+    assert [(m["Source"], m["RW"]) for m in mount] == [(GATE_DIR + "/1.model", False)]
+    assert host.file(GATE_DIR + "/1.model").linked_to == MODEL_DIR
+    assert host.file(GATE_DIR + "/1.data").linked_to == "/srv/qwen3vl-data/webui"
     assert inspect["Config"]["Labels"]["qwen3vl.ha.gpu"] == "1"
 
 
@@ -290,3 +301,68 @@ def test_bad_input_fails_in_preflight_and_changes_nothing(host, extra, message):
     assert message in out, out[-3000:]
     assert recap_changed(out, HOST) == 0
     assert containers(host) == before
+
+
+def _wait(what, predicate, timeout, step=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise AssertionError("not within %ss: %s" % (timeout, what))
+
+
+def _in_host(command, check=False):
+    return subprocess.run(["docker", "exec", HOST, "sh", "-c", command], capture_output=True, text=True, check=check)
+
+
+def _answers(address):
+    try:
+        return all(_http("http://%s:%d/v1/models" % (address, 8000 + i), timeout=2)[0] == 200 for i in (0, 1)) and all(
+            _chat_via_webui(address, i, "after-reboot")[0] == 200 for i in (0, 1)
+        )
+    except OSError:
+        return False
+
+
+# Last in this file: it reboots the host. The boot gate (qwen3vl-instance-gate) must hold every instance back
+# while the data share is missing - dockerd's own attempt to start them fails on the missing links - and
+# start them once the share returns.
+def test_a_reboot_without_the_data_share_starts_nothing_until_the_share_returns(host, address):
+    session = "before-reboot-%d" % time.time_ns()
+    assert _chat_via_webui(address, 0, session)[0] == 200
+    subprocess.run(["docker", "restart", "-t", "120", HOST], check=True, capture_output=True)
+    _wait(
+        "systemd up again",
+        lambda: _in_host("systemctl is-system-running").stdout.strip() in ("running", "degraded"),
+        120,
+    )
+    _wait(
+        "the gate holds both instances back for the missing share",
+        lambda: _in_host("grep -c '\"mount_missing\"' %s/state.json" % GATE_DIR).stdout.strip() == "2",
+        60,
+    )
+    time.sleep(3 * GATE_INTERVAL)  # three more rounds of the gate: still nothing may run
+    running = _in_host("docker ps -q --filter label=qwen3vl.ha.role=webui", check=True).stdout.split()
+    assert running == [], "containers started without the share: %s" % running
+    assert _in_host("ls -A %s" % SHARE, check=True).stdout == "", "something wrote onto the bare mount point"
+    journal = _in_host("journalctl -b -u qwen3vl-instance-gate --no-pager -o cat", check=True).stdout
+    assert "instance 0: held back (mount_missing): not mounted: %s" % SHARE in journal, journal
+    assert "instance 1: held back (mount_missing)" in journal, journal
+    metric = _in_host("cat /var/lib/prometheus/node-exporter/qwen3vl_instance_gate.prom", check=True).stdout
+    assert 'qwen3vl_instance_gate_open{instance="0",reason="mount_missing"} 0' in metric
+
+    _in_host("mount --bind /srv/share-backing %s" % SHARE, check=True)
+    returned = time.monotonic()
+    address = _address()  # a restarted container may get another address
+    # the gate's next round opens them (one interval), then the stand-in loads its model
+    _wait(
+        "both instances answer after the share returned", lambda: _answers(address), GATE_INTERVAL + VLLM_START_PERIOD
+    )
+    print("share back -> both instances answer: %.1f s" % (time.monotonic() - returned))
+    journal = _in_host("journalctl -b -u qwen3vl-instance-gate --no-pager -o cat", check=True).stdout
+    assert "instance 0: open, containers started" in journal and "instance 1: open, containers started" in journal
+    assert _in_host("systemctl is-active qwen3vl-instance-gate").stdout.strip() == "active"
+    # the history written before the reboot is on the share, and the instances read it
+    status, history = _http("http://%s:%d/api/sessions/%s" % (address, 7861, session), key=None)
+    assert status == 200 and [m["role"] for m in history] == ["user", "assistant"]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import instance_gate
 from ansible_collections.qwen3vl.ha.plugins.module_utils import webui_plan as core
 
 UUID0 = "GPU-3f9c1a52-8d4e-4b7a-9e21-6c0d2f8a7b13"
@@ -204,3 +205,68 @@ def test_gate_without_checks_blocks_nothing():
     assert [g["blocked"] for g in core.gate(instances)] == ["", ""]
     skipped = [{"item": "/srv/models/Qwen3-VL-4B-Instruct", "skipped": True}]
     assert [g["blocked"] for g in core.gate(instances, skipped, None)] == ["", ""]
+
+
+MOUNTINFO = (
+    "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+    "45 22 0:52 / /mnt/qwen3vl-models ro,relatime shared:30 - nfs4 storage1:/srv/qwen3vl/models ro\n"
+)
+
+
+def test_gate_blocks_an_instance_whose_mount_is_missing_and_says_which_directory_lies_there():
+    instances = plan(gpus="auto", model_dir="/mnt/qwen3vl-models/Qwen3-VL")["instances"]
+    mounts = {
+        "mounts": ["/mnt/qwen3vl-models", "/mnt/qwen3vl-data", "/mnt/unrelated"],
+        "mountinfo": MOUNTINFO,
+        "data_dir": "/mnt/qwen3vl-data/webui",
+    }
+    gated = core.gate(
+        instances, None, {"gpus": [{"index": 0, "status": "healthy"}, {"index": 1, "status": "unhealthy"}]}, mounts
+    )
+    assert gated[0]["blocked"] == "not mounted: /mnt/qwen3vl-data (needed by its WebUI data directory)"
+    assert gated[0]["blocked_by"] == ["mount"]
+    assert gated[1]["blocked_by"] == ["mount", "gpu"]
+    mounted = dict(mounts, mountinfo=MOUNTINFO + "46 22 0:53 / /mnt/qwen3vl-data rw - nfs4 s:/d rw\n")
+    assert [g["blocked_by"] for g in core.gate(instances, None, None, mounted)] == [[], []]
+    gone = dict(mounts, mountinfo="22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    assert core.gate(instances, None, None, gone)[0]["blocked"] == (
+        "not mounted: /mnt/qwen3vl-models, /mnt/qwen3vl-data (needed by its model directory and WebUI data directory)"
+    )
+
+
+def test_gate_config_leaves_out_instances_blocked_by_their_gpu_only():
+    instances = plan(gpus="auto")["instances"]
+    gated = core.gate(
+        instances, None, {"gpus": [{"index": 0, "status": "healthy"}, {"index": 1, "status": "unhealthy"}]}
+    )
+    settings = {
+        "gate_dir": "/run/qwen3vl-gate",
+        "textfile_dir": "",
+        "interval": 5,
+        "mounts": ["/mnt/qwen3vl-data"],
+        "checksum": {"workers": 2},
+        "manifest": "",
+        "verify": True,
+        "data_dir": "/mnt/qwen3vl-data/webui",
+    }
+    config = core.gate_config(gated, settings)
+    assert [item["id"] for item in config["instances"]] == ["0"]
+    assert config["instances"][0]["containers"] == ["qwen3vl-vllm-0", "qwen3vl-webui-0"]
+    assert config["state_file"] == "/run/qwen3vl-gate/state.json"
+    # what the role writes is what the gate accepts
+    loaded = instance_gate.load_config(config)
+    assert loaded["checksum"]["workers"] == 2 and loaded["instances"][0]["data_dir"] == "/mnt/qwen3vl-data/webui"
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("gate_dir", "run/gate", "webui_gate_dir: "),
+        ("gate_mounts", ["/ok", "relative"], "webui_gate_mounts[1]: "),
+        ("gate_mounts", "/mnt", "webui_gate_mounts: "),
+        ("gate_interval", 0, "webui_gate_interval: "),
+    ],
+)
+def test_gate_settings_are_checked(setting, value, message):
+    errors = core.settings_errors({setting: value})
+    assert len(errors) == 1 and errors[0].startswith(message)
