@@ -135,7 +135,10 @@ def test_storage_serves_the_webui_data_share_and_gpu_hosts_have_its_fstab_entry(
             "--format",
             "{{range .Mounts}}{{.Source}} {{end}}",
         )
-        assert rc == 0 and "/mnt/qwen3vl-data/webui" in mounts.split(), mounts
+        # through the boot gate's link, which points at the data directory
+        assert rc == 0 and "/run/qwen3vl-gate/0.data" in mounts.split(), mounts
+        link = sh("docker", "exec", f"qwen3vl-lab-{host}", "readlink", "/run/qwen3vl-gate/0.data")[1]
+        assert link.strip() == "/mnt/qwen3vl-data/webui", link
 
 
 def test_the_lb_play_alone_reads_the_backends_from_their_hosts(lab):
@@ -220,6 +223,85 @@ def test_a_rolling_restart_of_every_instance_under_load_fails_no_request(lab):
     # each rollout drains two instances on two load balancers
     assert drains == 4 * ROLLS, outs[0][-3000:]
     assert failed == [], failed[:5]
+
+
+def in_host(host, command):
+    return sh("docker", "exec", f"qwen3vl-lab-{host}", "sh", "-c", command)
+
+
+def rotation(lb, host):
+    """{server: (in_rotation, reason)} of host's servers in lb's active health checker."""
+    rc, out = in_host(lb, "cat /run/qwen3vl-upstream-check/state.json")
+    if rc != 0:
+        return {}
+    return {s["server"]: (s["in_rotation"], s["reason"]) for s in json.loads(out)["servers"] if s["host"] == host}
+
+
+def all_in_rotation(lb, host):
+    servers = rotation(lb, host)
+    return bool(servers) and all(state[0] for state in servers.values())
+
+
+def wait_for(what, predicate, limit, step=0.2):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.monotonic()
+        time.sleep(step)
+    raise AssertionError("not within %s s: %s" % (limit, what))
+
+
+def test_a_gpu_host_restarted_without_its_data_share_serves_only_once_it_returns(lab):
+    """gpu2 restarts (docker restart: a reboot) under load, and its data share (a bind mount standing in for
+    NFS, tests/lab/up.yml) does not come back: its boot gate holds its instance back and says why, both
+    load balancers keep it out of rotation, and no request started after the restart fails. Once the share is
+    mounted again, the instance starts and is back in rotation on both load balancers."""
+    gate_interval = 2  # webui_gate_interval in inventories/lab/group_vars/gpu.yml
+    lab_vars = REPO / "inventories" / "lab" / "group_vars" / "gpu.yml"
+    key = re.search(r"^webui_vllm_api_key: (\S+)", lab_vars.read_text(), re.M).group(1)
+    load = Load(VIP, [("api", api_chat(VIP, key, "Qwen3-VL-4B-Instruct")), ("webui", webui_chat(VIP))], 3)
+    with load:
+        time.sleep(2)
+        fault = time.time()
+        assert sh("docker", "restart", "-t", "60", "qwen3vl-lab-gpu2")[0] == 0
+        restarted = time.time()
+        wait_for(
+            "gpu2's gate holds its instance back",
+            lambda: '"mount_missing"' in in_host("gpu2", "cat /run/qwen3vl-gate/state.json")[1],
+            120,
+        )
+        time.sleep(3 * gate_interval)  # three more rounds: still nothing may run
+        running = in_host("gpu2", "docker ps -q --filter label=qwen3vl.ha.role=webui")[1].split()
+        assert running == [], "gpu2 started containers without its share: %s" % running
+        assert in_host("gpu2", "ls -A /mnt/qwen3vl-data/webui")[1] == "", "something wrote onto the bare mount point"
+        journal = in_host("gpu2", "journalctl -b -u qwen3vl-instance-gate --no-pager -o cat")[1]
+        assert "instance 0: held back (mount_missing): not mounted: /mnt/qwen3vl-data/webui" in journal, journal
+        for lb in ("lb1", "lb2"):
+            servers = rotation(lb, "gpu2")
+            assert servers and not any(state[0] for state in servers.values()), (lb, servers)
+
+        assert in_host("gpu2", "mount --bind /srv/lab-share/webui /mnt/qwen3vl-data/webui")[0] == 0
+        returned = time.monotonic()
+        back = {
+            lb: wait_for(lb + " has gpu2 back in rotation", lambda lb=lb: all_in_rotation(lb, "gpu2"), 90) - returned
+            for lb in ("lb1", "lb2")
+        }
+        time.sleep(2)
+    split = load.split(fault)
+    print(
+        "\ngpu2 restarted without its share under load: %d requests; failed: %d in flight at the restart, %d "
+        "started in the second after it, %d later (docker restart took %.1f s); back in rotation %s after the "
+        "share returned"
+        % (
+            len(split["all"]),
+            len(split["in_flight"]),
+            len(split["early"]),
+            len(split["after"]),
+            restarted - fault,
+            ", ".join("%s %.1f s" % item for item in sorted(back.items())),
+        )
+    )
+    assert split["after"] == [], split["after"][:5]
 
 
 def test_second_converge_changes_nothing(lab):
