@@ -38,7 +38,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -393,20 +392,9 @@ def metrics(verdicts, now):
 
 
 def write_atomic(path, text, mode=0o644):
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """model_checksum's atomic write (a temporary file and a rename), in a directory made when missing."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    model_checksum.write_atomic(path, text, mode)
 
 
 # --------------------------------------------------------------------------------------------
