@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import instance_gate
 from ansible_collections.qwen3vl.ha.plugins.module_utils import webui_plan as core
 
 
@@ -51,6 +52,18 @@ def webui_gate_config(instances, settings):
         raise AnsibleFilterError("webui_gate_config: %s" % exc) from exc
 
 
+def missing_mounts(mountinfo, paths, mounts):
+    """The mount points of ``mounts`` that ``paths`` lie under and that ``mountinfo`` does not show mounted."""
+    if not isinstance(mountinfo, str) or not isinstance(paths, list) or not isinstance(mounts, list):
+        raise AnsibleFilterError("missing_mounts: mountinfo text | missing_mounts(list of paths, list of mount points)")
+    return instance_gate.missing_mounts(paths, mounts, instance_gate.parse_mountinfo(mountinfo))
+
+
 class FilterModule(object):
     def filters(self):
-        return {"webui_plan": webui_plan, "webui_gate": webui_gate, "webui_gate_config": webui_gate_config}
+        return {
+            "webui_plan": webui_plan,
+            "webui_gate": webui_gate,
+            "webui_gate_config": webui_gate_config,
+            "missing_mounts": missing_mounts,
+        }

@@ -273,14 +273,14 @@ def test_a_gpu_host_restarted_without_its_data_share_serves_only_once_it_returns
         time.sleep(3 * gate_interval)  # three more rounds: still nothing may run
         running = in_host("gpu2", "docker ps -q --filter label=qwen3vl.ha.role=webui")[1].split()
         assert running == [], "gpu2 started containers without its share: %s" % running
-        assert in_host("gpu2", "ls -A /mnt/qwen3vl-data/webui")[1] == "", "something wrote onto the bare mount point"
+        assert in_host("gpu2", "ls -A /mnt/qwen3vl-data")[1] == "", "something wrote onto the bare mount point"
         journal = in_host("gpu2", "journalctl -b -u qwen3vl-instance-gate --no-pager -o cat")[1]
-        assert "instance 0: held back (mount_missing): not mounted: /mnt/qwen3vl-data/webui" in journal, journal
+        assert "instance 0: held back (mount_missing): not mounted: /mnt/qwen3vl-data" in journal, journal
         for lb in ("lb1", "lb2"):
             servers = rotation(lb, "gpu2")
             assert servers and not any(state[0] for state in servers.values()), (lb, servers)
 
-        assert in_host("gpu2", "mount --bind /srv/lab-share/webui /mnt/qwen3vl-data/webui")[0] == 0
+        assert in_host("gpu2", "mount --bind /srv/lab-share /mnt/qwen3vl-data")[0] == 0
         returned = time.monotonic()
         back = {
             lb: wait_for(lb + " has gpu2 back in rotation", lambda lb=lb: all_in_rotation(lb, "gpu2"), 90) - returned

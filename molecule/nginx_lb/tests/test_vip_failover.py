@@ -74,15 +74,36 @@ def vip_answers(timeout=0.5):
         conn.close()
 
 
-def time_to_first_success(fault, limit=30.0):
-    """Run `fault`, then poll the VIP every 50 ms; return seconds from the fault to the first success."""
+def time_to_first_success(fault, limit=30.0, every=0.02, timeout=1.0):
+    """Run `fault`, then start a request to the VIP every `every` seconds, each in its own thread, as the
+    requests of many users arrive; return (seconds from the fault's start to the end of the first request
+    that succeeded, the monotonic time of that end).
+
+    One request at a time would see the failover late: a request whose SYN went to the dead host's MAC
+    waits for its whole timeout, however soon after it the VIP moves.
+    """
+    successes = []
+    lock = threading.Lock()
+
+    def probe():
+        if vip_answers(timeout=timeout):
+            with lock:
+                successes.append(time.monotonic())
+
     t0 = time.monotonic()
     fault()
     while time.monotonic() - t0 < limit:
-        if vip_answers(timeout=0.3):
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise AssertionError("the VIP did not answer within %.0f s of the fault" % limit)
+        with lock:
+            if successes:
+                break
+        threading.Thread(target=probe, daemon=True).start()
+        time.sleep(every)
+    time.sleep(timeout)  # a request started just before the break may still end earlier than the first seen
+    with lock:
+        if not successes:
+            raise AssertionError("the VIP did not answer within %.0f s of the fault" % limit)
+        first = min(successes)
+    return first - t0, first
 
 
 def wait_for(predicate, limit, what):
@@ -142,10 +163,11 @@ def test_one_holder_and_the_state_metrics_say_so():
     ("how", "command"),
     [("stopped", "systemctl stop nginx"), ("killed", "systemctl kill -s KILL nginx")],
 )
-def test_nginx_stopping_or_dying_on_the_master_moves_the_vip(how, command):
+@pytest.mark.parametrize("run", range(int(os.environ.get("QWEN3VL_FAILOVER_RUNS", "1"))))
+def test_nginx_stopping_or_dying_on_the_master_moves_the_vip(how, command, run):
     bound = ADVERT + SKEW + MARGIN
     try:
-        took = time_to_first_success(lambda: docker("exec", MASTER, "sh", "-c", command))
+        took = time_to_first_success(lambda: docker("exec", MASTER, "sh", "-c", command))[0]
         print("nginx %s on the master: VIP answered from the backup after %.3f s (bound %.2f s)" % (how, took, bound))
         assert holder() == BACKUP
         assert took < bound
@@ -157,11 +179,12 @@ def test_nginx_stopping_or_dying_on_the_master_moves_the_vip(how, command):
     assert docker("exec", MASTER, "cat", "/run/qwen3vl-vip-track-nginx").stdout.strip() == "0"
 
 
-def test_the_master_host_dying_moves_the_vip():
+@pytest.mark.parametrize("run", range(int(os.environ.get("QWEN3VL_FAILOVER_RUNS", "1"))))
+def test_the_master_host_dying_moves_the_vip(run):
     bound = 3 * ADVERT + SKEW + MARGIN
     try:
-        took = time_to_first_success(lambda: docker("kill", MASTER))
-        answered = time.time()  # (within one 50 ms poll of the first success)
+        took, first = time_to_first_success(lambda: docker("kill", MASTER))
+        answered = time.time() - (time.monotonic() - first)
         # the moment the container died, as Docker recorded it: `took` also counts the docker CLI's own start
         finished = docker("inspect", "-f", "{{.State.FinishedAt}}", MASTER).stdout.strip()
         died = datetime.datetime.fromisoformat(finished[:26].rstrip("Z") + "+00:00").timestamp()

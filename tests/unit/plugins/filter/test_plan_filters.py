@@ -99,3 +99,25 @@ def test_webui_gate_still_gates_planned_instances():
     assert [i["blocked"] for i in gated] == ["", "GPU 1 is missing: gpu_health did not report it"]
     with pytest.raises(AnsibleFilterError):
         filters["webui_gate"]("x")
+
+
+def test_webui_gate_with_mounts_and_the_gate_config_and_missing_mounts_filters():
+    filters = WebuiFilters().filters()
+    planned = filters["webui_plan"](WEBUI, FACTS)["instances"]
+    table = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+    mounts = {"mounts": ["/mnt/qwen3vl-data"], "mountinfo": table, "data_dir": "/mnt/qwen3vl-data/webui"}
+    gated = filters["webui_gate"](planned, [], None, mounts)
+    assert [i["blocked_by"] for i in gated] == [["mount"], ["mount"]]
+    with pytest.raises(AnsibleFilterError):
+        filters["webui_gate"](planned, [], None, "not a mapping")
+    config = filters["webui_gate_config"](gated, {"gate_dir": "/run/qwen3vl-gate"})
+    assert [i["id"] for i in config["instances"]] == ["0", "1"]
+    with pytest.raises(AnsibleFilterError):
+        filters["webui_gate_config"](gated, {})
+    missing = filters["missing_mounts"]
+    assert missing(table, ["/mnt/qwen3vl-data/webui"], ["/mnt/qwen3vl-data"]) == ["/mnt/qwen3vl-data"]
+    mounted = table + "45 22 0:52 / /mnt/qwen3vl-data rw - nfs4 s:/d rw\n"
+    assert missing(mounted, ["/mnt/qwen3vl-data/webui"], ["/mnt/qwen3vl-data"]) == []
+    assert missing("", ["/srv/x"], []) == []
+    with pytest.raises(AnsibleFilterError):
+        missing(None, [], [])
