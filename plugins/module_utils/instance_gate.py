@@ -69,19 +69,6 @@ CHECKSUM_DEFAULTS = {
     "cache_dir": "/var/cache/qwen3vl-ha/model_checksum",
     "cache_max_age": 0,
 }
-LINKS = ("model", "data")
-# Why an instance is held back (the reason label of the metric); "ok" when it is open.
-REASONS = (
-    "ok",
-    "unchecked",
-    "mount_missing",
-    "mount_not_responding",
-    "dir_missing",
-    "weights_bad",
-    "weights_unverifiable",
-    "link_failed",
-    "start_failed",
-)
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -372,7 +359,9 @@ def _label(value):
 
 
 def metrics(verdicts, now):
-    """node_exporter textfile: one gauge per instance (1 = may serve), with the reason as a label."""
+    """node_exporter textfile: one gauge per instance (1 = may serve), with the reason as a label: ok, unchecked,
+    mount_missing, mount_not_responding, dir_missing, weights_bad, weights_unverifiable, link_failed or
+    start_failed."""
     lines = [
         "# HELP qwen3vl_instance_gate_open Whether the boot gate let the instance's containers start (1) or"
         " holds them back (0), and why.",
