@@ -39,7 +39,8 @@ def recap(output):
 def lab_leftovers():
     containers = sh("docker", "ps", "-aq", "--filter", "label=qwen3vl.lab=true")[1]
     networks = sh("docker", "network", "ls", "-q", "--filter", "label=qwen3vl.lab=true")[1]
-    return containers.split() + networks.split()
+    volumes = sh("docker", "volume", "ls", "-q", "--filter", "name=^qwen3vl-lab-share$")[1]
+    return containers.split() + networks.split() + volumes.split()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def lab(fresh_check):
     yield rc, out
     rc_down, out_down = sh("tools/lab.sh", "down")
     assert rc_down == 0, out_down
-    assert lab_leftovers() == [], "lab down left containers or networks behind"
+    assert lab_leftovers() == [], "lab down left containers, networks or the share volume behind"
 
 
 def test_up_converges_and_prints_summary(lab):
@@ -139,6 +140,22 @@ def test_storage_serves_the_webui_data_share_and_gpu_hosts_have_its_fstab_entry(
         assert rc == 0 and "/run/qwen3vl-gate/0.data" in mounts.split(), mounts
         link = sh("docker", "exec", f"qwen3vl-lab-{host}", "readlink", "/run/qwen3vl-gate/0.data")[1]
         assert link.strip() == "/mnt/qwen3vl-data/webui", link
+
+
+def test_a_session_written_through_one_gpu_host_is_read_through_the_other(lab):
+    """Session continuity (article 000 §5.2): the GPU hosts' data mount stands in for NFS with the storage host's
+    exported directory itself (tests/lab/up.yml), so a chat written through gpu1's WebUI is in storage1's export
+    and gpu2's WebUI answers the next turn with the whole history."""
+    assert lab[0] == 0
+    session = "lab-continuity-%d" % int(time.time())
+    first = chat_with_image("http://172.29.72.21:7860/api/chat", session)
+    assert first["instance"] == "gpu1-qwen3vl-webui-0", first
+    rc, files = in_host("storage1", "ls /srv/qwen3vl/data/webui/sessions")
+    assert rc == 0 and session + ".jsonl" in files.split(), files
+    with urllib.request.urlopen("http://172.29.72.22:7860/api/sessions/" + session, timeout=30) as resp:
+        history = json.loads(resp.read())
+    text = json.dumps(history)
+    assert "What is this?" in text and first["answer"] in text, text[:2000]
 
 
 def test_the_lb_play_alone_reads_the_backends_from_their_hosts(lab):
@@ -280,7 +297,7 @@ def test_a_gpu_host_restarted_without_its_data_share_serves_only_once_it_returns
             servers = rotation(lb, "gpu2")
             assert servers and not any(state[0] for state in servers.values()), (lb, servers)
 
-        assert in_host("gpu2", "mount --bind /srv/lab-share /mnt/qwen3vl-data")[0] == 0
+        assert in_host("gpu2", "mount --bind /srv/lab-share/data /mnt/qwen3vl-data")[0] == 0
         returned = time.monotonic()
         back = {
             lb: wait_for(lb + " has gpu2 back in rotation", lambda lb=lb: all_in_rotation(lb, "gpu2"), 90) - returned
