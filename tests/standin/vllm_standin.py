@@ -17,7 +17,9 @@ Accepted but ignored (logged as such): --dtype, --tensor-parallel-size, --trust-
 --seed. Any other flag: exit 2. As in vLLM, `--max_model_len` is the same as `--max-model-len`.
 
 Environment: VLLM_API_KEY (used when --api-key is absent), STANDIN_STARTUP_DELAY (seconds slept
-before the port opens, default 0), STANDIN_TOKEN_DELAY (seconds per generated token, default 0.02).
+before the port opens, default 0), STANDIN_TOKEN_DELAY (seconds per generated token, default 0.02),
+STANDIN_INSTANCE_NAME (default: the host name), sent back in an `X-Standin-Instance` header on every
+response, as the WebUI stand-in does, so that a load generator can tell which backend answered.
 
 Token rule (deterministic, documented): prompt tokens = 1 per message + 1 per whitespace-separated
 word of text content + 1 per image. One generated word = one token.
@@ -382,6 +384,7 @@ class State:
         self.mm_limits = args.limit_mm_per_prompt or {}
         self.api_key = api_key
         self.token_delay = float(os.environ.get("STANDIN_TOKEN_DELAY", "0.02"))
+        self.instance = os.environ.get("STANDIN_INSTANCE_NAME") or socket.gethostname()
         self.created = int(time.time())
         self.lock = threading.Condition()
         self.running = 0
@@ -489,6 +492,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Standin-Instance", self.server.state.instance)
         for key, value in (extra_headers or {}).items():
             self.send_header(key, value)
         if self.close_connection:
@@ -700,6 +704,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
+        self.send_header("X-Standin-Instance", self.server.state.instance)
         self.end_headers()
 
     def _chunk(self, completion_id, created):

@@ -1,0 +1,65 @@
+"""Watch a load balancer's checker state for one instance during a drill; print what changed, as JSON.
+
+    python3 rotation_watch.py STATE_FILE KEY UPSTREAMS SECONDS
+
+Reads STATE_FILE (qwen3vl-upstream-check's state.json) every 20 ms and notes each change of
+``in_rotation`` of the servers whose ``key`` is KEY (e.g. gpu1@0) and whose ``upstream`` is in the
+comma-separated UPSTREAMS, with the checker's own ``since`` time. Ends when every one of them has gone
+out of rotation and come back in, or after SECONDS. Prints {"out_since", "back_since", "changes"}:
+out_since is when the last of them went out, back_since when the last came back (null if not seen).
+Run by the drill playbooks (async) on each load balancer; standard library only.
+"""
+
+import json
+import sys
+import time
+
+
+def servers(path, key, upstreams):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        return None  # being replaced: read again
+    return {s["upstream"]: s for s in state["servers"] if s["key"] == key and s["upstream"] in upstreams}
+
+
+def main(path, key, upstreams, seconds):
+    deadline = time.monotonic() + seconds
+    seen = servers(path, key, upstreams) or {}
+    went_out, came_back, changes = {}, {}, []
+    while time.monotonic() < deadline:
+        now = servers(path, key, upstreams)
+        for upstream, server in (now or {}).items():
+            before = seen.get(upstream)
+            if before is not None and before["in_rotation"] != server["in_rotation"]:
+                changes.append(
+                    {
+                        "upstream": upstream,
+                        "in_rotation": server["in_rotation"],
+                        "since": server["since"],
+                        "reason": server["reason"],
+                    }
+                )
+                if server["in_rotation"]:
+                    if upstream in went_out:
+                        came_back[upstream] = server["since"]
+                else:
+                    went_out.setdefault(upstream, server["since"])
+            seen[upstream] = server
+        if now and len(came_back) == len(upstreams):
+            break
+        time.sleep(0.02)
+    print(
+        json.dumps(
+            {
+                "out_since": max(went_out.values()) if len(went_out) == len(upstreams) else None,
+                "back_since": max(came_back.values()) if len(came_back) == len(upstreams) else None,
+                "changes": changes,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3].split(","), float(sys.argv[4]))
