@@ -38,7 +38,7 @@ from ansible_collections.qwen3vl.ha.plugins.module_utils.loadgen import (
 
 # (threshold name, what it limits): a None threshold is not checked
 THRESHOLDS = (
-    ("max_new_failures", "failed requests started after the fault"),
+    ("max_new_failures", "failed requests started after every load balancer knew of the fault"),
     ("max_in_flight_failures", "failed requests in flight at the fault"),
     ("max_detection_failures", "failed requests started before every load balancer knew"),
     ("max_first_success_s", "seconds from the fault to the first success"),
