@@ -43,10 +43,11 @@ import re
 import socket
 import ssl
 import statistics
-import tempfile
 import threading
 import time
 import urllib.parse
+
+from ansible_collections.qwen3vl.ha.plugins.module_utils.model_checksum import write_atomic
 
 KINDS = ("api", "webui")
 MASK = "********"
@@ -1015,20 +1016,7 @@ def run(config, plan=None, progress=None, progress_interval=1.0):
 
 def write_results(path, result):
     """Write ``result`` as JSON to ``path`` atomically (a temporary file in the same directory, renamed)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".loadgen-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, separators=(",", ":"))
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(result, separators=(",", ":")) + "\n", 0o644)
 
 
 def read_session(config, session_id, plan=None, timeout=10.0):

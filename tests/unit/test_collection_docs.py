@@ -275,9 +275,10 @@ def role_names(role):
 
 
 def collection_plugin_names():
-    """This collection's plugin and module_utils names, and its modules' option names (a module option
-    such as inference_probe's webui_url may look like a variable of the webui role)."""
+    """This collection's plugin, module_utils and playbook names (a drill such as webui_killed), and its modules'
+    option names (a module option such as inference_probe's webui_url may look like a variable of the webui role)."""
     names = {p.stem for p in (REPO / "plugins").glob("*/*") if p.suffix in (".py", ".yml") or p.is_dir()}
+    names |= {p.stem for p in (REPO / "playbooks").rglob("*.yml")}
     for path in (REPO / "plugins" / "modules").glob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if (
