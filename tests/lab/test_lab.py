@@ -323,7 +323,15 @@ def test_a_gpu_host_restarted_without_its_data_share_serves_only_once_it_returns
 
 
 DRILLS = REPO / ".cache" / "drill-reports"
-DRILL_NAMES = ("vllm_killed", "webui_killed", "master_lb_down")
+DRILL_NAMES = (
+    "vllm_killed",
+    "vllm_hung",
+    "webui_killed",
+    "gpu_host_down",
+    "corrupted_weights",
+    "nginx_down",
+    "master_lb_down",
+)
 
 
 def test_every_drill_passes_under_load_and_writes_its_reports(lab):
