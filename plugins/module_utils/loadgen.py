@@ -58,7 +58,7 @@ API_PATH = "/v1/chat/completions"
 WEBUI_CHAT_PATH = "/api/chat"
 WEBUI_SESSION_PATH = "/api/sessions/"
 # The statistics reported per metric, as `vllm bench serve` reports them (its default percentile is 99).
-PERCENTILES = (90, 99)
+PERCENTILES = (90, 95, 99)
 METRICS = ("ttft", "tpot", "itl", "e2el")
 ERROR_CLASSES = ("refused", "timeout", "reset", "stream_cut", "other")  # and http_<status>
 RECORD_KEYS = (
@@ -1064,7 +1064,7 @@ def percentile(sorted_values, p):
 
 
 def metric_stats(name, seconds):
-    """``mean_/median_/std_/p90_/p99_<name>_ms`` of a list of durations in seconds (None when empty).
+    """``mean_/median_/std_/p90_/p95_/p99_<name>_ms`` of a list of durations in seconds (None when empty).
 
     std is the population standard deviation (numpy's default, as vllm bench serve reports it).
     """
