@@ -6,15 +6,16 @@
 #   QWEN3VL_SKIP="lab sanity" tools/test.sh    skip named stages
 #   QWEN3VL_SERIAL=1 tools/test.sh             one stage at a time (for timing a stage alone)
 #
-# Stages: yamllint ruff ansible-lint sanity unit collection molecule-<scenario> lab vm. Every stage runs
+# Stages: yamllint ruff ansible-lint sanity unit collection molecule-<scenario> lab vm drills. Every stage runs
 # even when an earlier one failed; the exit status is non-zero when any failed. The last line reads
 # "N passed, N failed" (stages).
 #
 # Two lanes share the machine, then the timing-sensitive stages run alone:
 #   lane 1: static checks, unit tests, then the molecule scenarios that measure no time
 #   lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time)
-#   alone:  molecule keepalived and nginx_lb (their failover bounds are derived from the settings and
-#           measured in tenths of a second: nothing else runs beside them)
+#   alone:  the drills (on the lab the lab stage left up; it takes it down), then molecule keepalived and
+#           nginx_lb (their failover bounds are derived from the settings and measured in tenths of a
+#           second: nothing else runs beside them)
 # Each stage writes its output to .cache/test-logs/<stage>.log; a line is printed when it ends, and every
 # log is printed in full, in stage order, at the end.
 set -uo pipefail
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.." || exit 1
 QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
 SKIP=" ${QWEN3VL_SKIP:-} "
 LOGS=.cache/test-logs
-ALONE=" molecule-keepalived molecule-nginx_lb "
+ALONE=" drills molecule-keepalived molecule-nginx_lb "
 LANE2=" molecule-webui lab vm "
 
 # command NAME: what the stage NAME runs
@@ -35,7 +36,9 @@ command_of() {
     unit) python -m pytest -q tests/unit ;;
     collection) python -m pytest -q tests/integration ;;
     molecule-*) molecule test -s "${1#molecule-}" ;;
-    lab) python -m pytest -q tests/lab ;;
+    # the lab stays up for the drills stage, which runs alone (it times the VIP's move) and takes it down
+    lab) QWEN3VL_KEEP_LAB=1 python -m pytest -q tests/lab/test_lab.py ;;
+    drills) python -m pytest -q -s tests/lab/test_drills.py ;;
     vm) python -m pytest -q -s tests/vm ;;
     *) echo "test: no stage $1" >&2; return 2 ;;
   esac
@@ -75,14 +78,17 @@ if [ "$QUICK" -eq 0 ]; then
   for scenario in molecule/*/molecule.yml; do
     order+=("molecule-$(basename "$(dirname "$scenario")")")
   done
-  order+=(lab vm)
+  order+=(lab vm drills)
 fi
 
 lane1=(); lane2=(); alone=()
 for name in "${order[@]}"; do
-  if [[ "$ALONE" == *" $name "* ]]; then alone+=("$name")
+  if [[ "$ALONE" == *" $name "* ]]; then continue
   elif [[ "$LANE2" == *" $name "* ]]; then lane2+=("$name")
   else lane1+=("$name"); fi
+done
+for name in $ALONE; do  # in ALONE's order (the drills first: the lab stage left the lab up for them)
+  [[ " ${order[*]} " == *" $name "* ]] && alone+=("$name")
 done
 
 t0=$SECONDS
