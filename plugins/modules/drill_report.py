@@ -43,9 +43,9 @@ options:
     type: path
   events:
     description:
-      - Wall-clock times (seconds since the epoch, controller clock) of C(load_start), C(load_end),
+      - Wall-clock times (seconds since the epoch, controller clock) of
         C(inject_start), C(inject_end) (required), C(recovered), C(restored), C(load_start), C(load_end)
-        (optional; the load's are the first start and the last end of its requests by default).
+        (optional; by default the load starts with its first request and ends with the start of its last).
     type: dict
   rotation:
     description: "Per load balancer: C(out_since) and C(back_since), the checker's times of the broken server's changes."
@@ -154,7 +154,8 @@ def write_drill(module, out_dir):
     if not records:
         module.fail_json(msg="drill_report: the load result %s has no requests" % params["results_path"])
     events.setdefault("load_start", min(r["start"] for r in records))
-    events.setdefault("load_end", max(r["end"] for r in records))
+    # the load ends when it stops starting requests (a request cut by the fault may hang until its timeout)
+    events.setdefault("load_end", max(r["start"] for r in records))
     context = {key: params[key] for key in ("title", "fault", "target", "rotation", "vip", "continuity", "bounds")}
     context["drill"] = params["name"]
     context["title"] = params["title"] or params["name"]
