@@ -35,7 +35,7 @@ def _event_lines(report):
     for lb, seconds in sorted(report["back_in_rotation_s"].items()):
         marks.append((seconds, "back in rotation (%s)" % lb, "tab:green"))
     if events.get("detected") is not None:
-        marks.append((events["detected"] - zero, "every load balancer knew", "tab:red"))
+        marks.append((events["detected"] - zero, "the service reacted", "tab:red"))
     if events.get("restored") is not None:
         marks.append((events["restored"] - zero, "restored", "tab:blue"))
     if events.get("recovered") is not None:
@@ -65,7 +65,7 @@ def plot(report, records, path):
     middle.set_ylabel("latency (ms)")
     failed = report["failed"]
     middle.set_xlabel(
-        "seconds from the fault (%d requests; failed: %d in flight, %d before every load balancer knew, %d after)"
+        "seconds from the fault (%d requests; failed: %d in flight, %d before the service reacted, %d after)"
         % (report["requests"], failed["in_flight"], failed["detection"], failed["new"])
     )
     for axis in (top, middle):

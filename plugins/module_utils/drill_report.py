@@ -18,9 +18,9 @@ starts at ``inject_start`` and has landed by ``inject_end``. A failed request is
 
 - **in flight at the fault** when it started before ``inject_end`` and ended after ``inject_start``: it may
   have reached the broken part before anything could route around it;
-- **in the detection window** when it started after the fault had landed but before every load balancer
-  had taken the broken instance out of rotation (``detected``: the last checker's decision plus one probe
-  interval for nginx's reload). A request nginx cannot retry safely (a WebUI whose own vLLM died answers
+- **in the detection window** when it started after the fault had landed but before the service had reacted
+  (``detected``: for an instance fault, the last checker's decision to take it out of rotation plus one probe
+  interval for nginx's reload; for a load balancer fault, when another load balancer took the VIP over). A request nginx cannot retry safely (a WebUI whose own vLLM died answers
   502 to a POST) fails here; one it can (a refused connection) does not. Reported, and limited only when
   ``max_detection_failures`` is set. Without ``detected`` (faults with no rotation change) the window is empty;
 - **new** when it started after that: the service knew, and should have sent it elsewhere. Instance and
@@ -30,18 +30,14 @@ Failures that ended before the fault are reported apart (``before``): the servic
 drill began, which the steady-state check should already have refused.
 """
 
-from ansible_collections.qwen3vl.ha.plugins.module_utils.loadgen import (
-    aggregate,
-    first_success_after,
-    longest_gap,
-)
+from ansible_collections.qwen3vl.ha.plugins.module_utils.loadgen import aggregate, longest_gap
 
 # (threshold name, what it limits): a None threshold is not checked
 THRESHOLDS = (
-    ("max_new_failures", "failed requests started after every load balancer knew of the fault"),
+    ("max_new_failures", "failed requests started after the service had reacted to the fault"),
     ("max_in_flight_failures", "failed requests in flight at the fault"),
-    ("max_detection_failures", "failed requests started before every load balancer knew"),
-    ("max_first_success_s", "seconds from the fault to the first success"),
+    ("max_detection_failures", "failed requests started after the fault, before the service had reacted"),
+    ("max_first_success_s", "seconds from the fault to the first answer of a request that succeeded"),
     ("max_longest_gap_s", "the longest time with no successful request"),
     ("max_leave_rotation_s", "seconds until the broken instance left rotation"),
     ("max_recover_s", "seconds until the service was whole again"),
@@ -72,6 +68,19 @@ def by_class(records):
         key = record.get("error") or "other"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def first_answer_after(records, when):
+    """Seconds from ``when`` to the first answer users got to a request sent at or after it that succeeded: its
+    first token for a streamed chat (start + ttft), its whole answer otherwise. None when none succeeded.
+
+    (Not the end of that request: a chat streams for a while, and its length says nothing about the fault.)"""
+    answers = [
+        r["start"] + (r["ttft"] if r.get("ttft") is not None else r["e2el"])
+        for r in records
+        if r.get("ok") and r["start"] >= when
+    ]
+    return round(min(answers) - when, 3) if answers else None
 
 
 def _rotation_times(rotation, inject_end):
@@ -123,8 +132,7 @@ def evaluate(records, events, context, thresholds):
     leave, back = _rotation_times(context.get("rotation"), inject_end)
     recover_s = round(recovered - inject_end, 3) if recovered is not None else None
     gap = longest_gap(records, events["load_start"], events["load_end"])
-    first_ok = first_success_after(records, inject_end)
-    first_ok = None if first_ok is None else round(first_ok, 3)
+    first_ok = first_answer_after(records, inject_end)
     after_fault = recovered if recovered is not None else inject_end
     report = {
         "drill": context["drill"],
@@ -213,10 +221,13 @@ def markdown(report, png_name=None):
     rows = [
         ("requests", report["requests"]),
         ("failed, in flight at the fault", report["failed"]["in_flight"]),
-        ("failed, started before every load balancer knew", report["failed"]["detection"]),
+        ("failed, started before the service reacted", report["failed"]["detection"]),
         ("failed, started after that", report["failed"]["new"]),
         ("failures by class", _cell(report["failed_by_class"])),
-        ("first success after the fault", _cell(report["first_success_after_fault_s"], " s")),
+        (
+            "first answer after the fault (first token, or whole answer)",
+            _cell(report["first_success_after_fault_s"], " s"),
+        ),
         ("longest time without a success", _cell(report["longest_gap_s"], " s")),
         ("left rotation after", _cell(report["leave_rotation_s"], " s")),
         ("back in rotation after", _cell(report["back_in_rotation_s"], " s")),
@@ -267,7 +278,7 @@ def _continuity(continuity):
 def summary(reports):
     """One Markdown table across drills, in the order given."""
     lines = [
-        "| drill | verdict | requests | failed in flight | failed before known | failed new | first success s "
+        "| drill | verdict | requests | failed in flight | failed before reaction | failed new | first success s "
         "| longest gap s | left rotation s | whole again s | continuity |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]

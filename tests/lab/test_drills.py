@@ -22,7 +22,7 @@ DRILL_NAMES = (
 
 def test_every_drill_passes_under_load_and_writes_its_reports(drill_lab):
     """playbooks/drills/all.yml on the lab, as a user runs it: each drill breaks something under load, restores it,
-    and its thresholds hold (0 failed requests started after every load balancer knew, leave and recovery within the
+    and its thresholds hold (0 failed requests started after the service reacted, leave and recovery within the
     bounds the checker's settings give, session continuity, first success through the VIP within 0.5 s)."""
     shutil.rmtree(DRILLS, ignore_errors=True)
     rc, out = sh(

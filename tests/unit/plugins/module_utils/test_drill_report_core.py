@@ -131,3 +131,14 @@ def test_markdown_and_summary_carry_the_verdict_and_numbers():
     assert "| session continuity | yes (via A, read via B) |" in text and "![timeline](vllm_killed.png)" in text
     table = core.summary([report])
     assert "| vLLM killed | **FAIL** | 61 | 0 | 0 | 1 |" in table
+
+
+def test_the_first_answer_is_the_first_token_of_a_streamed_chat_not_its_end():
+    streamed = dict(rec(T + 0.3, T + 0.6), ttft=0.05)  # first token at T + 0.35, done at T + 0.6
+    whole = rec(T + 0.2, T + 0.5)  # a WebUI answer (no ttft): at its end, T + 0.5
+    report = core.evaluate(steady(T - 5, T) + [streamed, whole], EVENTS, CONTEXT, {"max_first_success_s": 0.2})
+    assert report["first_success_after_fault_s"] == pytest.approx(0.25, abs=1e-3)
+    assert report["failures"] == [
+        "drill_thresholds.max_first_success_s: seconds from the fault to the first answer of a request that succeeded "
+        "was 0.25, over the limit 0.2"
+    ]

@@ -69,7 +69,7 @@ def test_a_broken_threshold_is_returned_not_raised_and_the_summary_says_so(tmp_p
     res = run_module(args(tmp_path, "vllm_killed", failing_after=True))
     assert res.get("failed") is not True and res["passed"] is False
     assert res["failures"] == [
-        "drill_thresholds.max_new_failures: failed requests started after every load balancer knew of the fault was 1, over the limit 0"
+        "drill_thresholds.max_new_failures: failed requests started after the service had reacted to the fault was 1, over the limit 0"
     ]
     summary = run_module(
         {"summary": True, "order": ["webui_killed", "vllm_killed"], "out_dir": str(tmp_path / "reports")}
