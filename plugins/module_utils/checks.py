@@ -201,6 +201,26 @@ def url(value, where, schemes=("http", "https"), what=None):
     return "%s: %s is not %s" % (where, show(value), what)
 
 
+def base_url(value, where, credentials_hint):
+    """The base URL of an HTTP service a client sends to (inference_probe, the load generator): http(s), a
+    host, a valid port, and none of what a base does not carry: credentials (``credentials_hint`` says what
+    to use instead), a query or a fragment."""
+    parsed = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "%s: %s is not an http:// or https:// URL with a host" % (where, show(value))
+    try:
+        valid_port = parsed.port != 0
+    except ValueError:  # not a number, or above 65535
+        valid_port = False
+    if not valid_port:
+        return "%s: %s has an invalid port" % (where, show(value))
+    if parsed.username is not None or parsed.password is not None:
+        return "%s: must not hold credentials (user:password@); use %s" % (where, credentials_hint)
+    if parsed.query or parsed.fragment:
+        return "%s: %s must be a base URL, without query or fragment" % (where, show(value))
+    return None
+
+
 def _url_ok(value, schemes):
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
         return False

@@ -43,6 +43,8 @@ import urllib.parse
 import urllib.request
 import zlib
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+
 DEFAULT_PROMPT = "Describe this image in one short sentence."
 FINISH_REASONS = ("stop", "length", "tool_calls", "function_call", "content_filter")
 ANSWER_LIMIT = 500  # characters of the answer returned
@@ -80,17 +82,8 @@ def check_options(
         if not name or any(char in "%s%s" % (name, value) for char in "\r\n\0") or ":" in name:
             errors.append("headers: %r is not a valid HTTP header (name: value on one line)" % name)
     for name, value in (("url", url), ("webui_url", webui_url)):
-        if value is None:
-            continue
-        parsed = urllib.parse.urlsplit(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            errors.append("%s must be an http:// or https:// URL with a host, got %r" % (name, value))
-        elif not _valid_port(parsed):
-            errors.append("%s has an invalid port, got %r" % (name, value))
-        elif parsed.username is not None or parsed.password is not None:
-            errors.append("%s must not hold credentials (user:password@); use api_key or headers" % name)
-        elif parsed.query or parsed.fragment:
-            errors.append("%s must be a base URL without query or fragment, got %r" % (name, value))
+        if value is not None:
+            checks.add(errors, checks.base_url(value, name, "api_key or headers"))
     if url and url.rstrip("/").endswith("/v1"):
         errors.append("url is the base URL without /v1 (the probe adds /v1/models), got %r" % url)
     if not webui_health_path.startswith("/"):
@@ -104,13 +97,6 @@ def check_options(
     if max_tokens < 1:
         errors.append("max_tokens must be 1 or more, got %s" % max_tokens)
     return errors
-
-
-def _valid_port(parsed):
-    try:
-        return parsed.port is None or parsed.port > 0
-    except ValueError:  # not a number, or above 65535
-        return False
 
 
 def tiny_png(width=PROBE_IMAGE_SIZE, height=PROBE_IMAGE_SIZE):

@@ -47,6 +47,7 @@ import threading
 import time
 import urllib.parse
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
 from ansible_collections.qwen3vl.ha.plugins.module_utils.model_checksum import write_atomic
 
 KINDS = ("api", "webui")
@@ -201,27 +202,14 @@ def _url_errors(config):
             if name == "base_url":
                 errors.append("base_url is required")
             continue
-        parsed = urllib.parse.urlsplit(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            errors.append("%s must be an http:// or https:// URL with a host, got %r" % (name, value))
-        elif not _valid_port(parsed):
-            errors.append("%s has an invalid port, got %r" % (name, value))
-        elif parsed.username is not None or parsed.password is not None:
-            errors.append("%s must not hold credentials; use url_username/url_password or api_key" % name)
-        elif parsed.query or parsed.fragment:
-            errors.append("%s must be a base URL without query or fragment, got %r" % (name, value))
-        elif parsed.path.rstrip("/").endswith("/v1"):
+        problem = checks.base_url(value, name, "url_username/url_password or api_key")
+        if problem:
+            errors.append(problem)
+        elif urllib.parse.urlsplit(value).path.rstrip("/").endswith("/v1"):
             errors.append("%s is the base URL without /v1 (the generator adds %s), got %r" % (name, API_PATH, value))
     if config["url_password"] and not config["url_username"]:
         errors.append("url_password needs url_username")
     return errors
-
-
-def _valid_port(parsed):
-    try:
-        return parsed.port is None or parsed.port > 0
-    except ValueError:  # not a number, or above 65535
-        return False
 
 
 def _shape_errors(config):

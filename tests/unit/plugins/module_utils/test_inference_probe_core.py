@@ -278,13 +278,13 @@ def test_redactor_masks_every_occurrence_and_ignores_no_key():
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        ({"url": "ftp://host:8000"}, "url must be an http:// or https:// URL with a host"),
-        ({"url": "127.0.0.1:8000"}, "url must be an http:// or https:// URL with a host"),
-        ({"url": "http://user:pw@host:8000"}, "url must not hold credentials"),
+        ({"url": "ftp://host:8000"}, "is not an http:// or https:// URL with a host"),
+        ({"url": "127.0.0.1:8000"}, "is not an http:// or https:// URL with a host"),
+        ({"url": "http://user:pw@host:8000"}, "url: must not hold credentials"),
         ({"url": "http://host:8000/v1"}, "url is the base URL without /v1"),
         ({"url": "http://host:8000/?a=1"}, "without query or fragment"),
-        ({"url": "http://host:80a0"}, "url has an invalid port"),
-        ({"webui_url": "localhost:7860"}, "webui_url must be an http:// or https:// URL"),
+        ({"url": "http://host:80a0"}, "url: 'http://host:80a0' has an invalid port"),
+        ({"webui_url": "localhost:7860"}, "webui_url: 'localhost:7860' is not an http:// or https:// URL"),
         ({"webui_health_path": "healthz"}, "webui_health_path must start with '/'"),
         ({"interval": 0}, "interval must be more than 0 seconds, got 0"),
         ({"wait_timeout": -1}, "wait_timeout must be 0 (one try) or more seconds"),

@@ -188,7 +188,10 @@ def test_unhealthy_webui_is_reported(vllm, tmp_path):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        ({"url": "ftp://127.0.0.1:8000"}, "invalid options: url must be an http:// or https:// URL with a host"),
+        (
+            {"url": "ftp://127.0.0.1:8000"},
+            "invalid options: url: 'ftp://127.0.0.1:8000' is not an http:// or https:// URL with a host",
+        ),
         ({"interval": 0}, "invalid options: interval must be more than 0 seconds, got 0.0"),
         ({"headers": {"Authorization": "Bearer x"}, "api_key": KEY}, "give the key either as api_key or as"),
     ],
