@@ -20,11 +20,12 @@ starts at ``inject_start`` and has landed by ``inject_end``. A failed request is
   have reached the broken part before anything could route around it;
 - **in the detection window** when it started after the fault had landed but before the service had reacted
   (``detected``: for an instance fault, the last checker's decision to take it out of rotation plus one probe
-  interval for nginx's reload; for a load balancer fault, when another load balancer took the VIP over). A request nginx cannot retry safely (a WebUI whose own vLLM died answers
-  502 to a POST) fails here; one it can (a refused connection) does not. Reported, and limited only when
-  ``max_detection_failures`` is set. Without ``detected`` (faults with no rotation change) the window is empty;
-- **new** when it started after that: the service knew, and should have sent it elsewhere. Instance and
-  host faults must have none.
+  interval for nginx's reload; for a load balancer fault, when another load balancer took the VIP over).
+  A request nginx cannot retry safely (a WebUI whose own vLLM died answers 502 to a POST) fails here; one
+  it can (a refused connection) does not. Reported, and limited only when ``max_detection_failures`` is
+  set. Without ``detected`` the window is empty;
+- **new** when it started after that: the service had reacted, and should have sent it elsewhere. The
+  drills require none.
 
 Failures that ended before the fault are reported apart (``before``): the service was not healthy when the
 drill began, which the steady-state check should already have refused.

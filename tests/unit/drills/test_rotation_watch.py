@@ -59,7 +59,7 @@ def test_out_and_back_of_both_upstreams_are_timed_by_the_checkers_since(tmp_path
 
     threading.Thread(target=feed, daemon=True).start()
     started = time.monotonic()
-    out, _ = watch.communicate(timeout=30)
+    out = watch.communicate(timeout=30)[0]
     result = json.loads(out)
     assert result["out_since"] == 10.5 and result["back_since"] == 14.2
     assert [c["since"] for c in result["changes"]] == [10.0, 10.5, 14.0, 14.2]
@@ -69,5 +69,5 @@ def test_out_and_back_of_both_upstreams_are_timed_by_the_checkers_since(tmp_path
 def test_nothing_seen_gives_nulls_after_its_limit(tmp_path):
     state = tmp_path / "state.json"
     write_state(state, [server("gpu1@0", "webui", True, 1.0)])
-    out, _ = run_watch(state, "gpu1@0", "webui", 1).communicate(timeout=30)
+    out = run_watch(state, "gpu1@0", "webui", 1).communicate(timeout=30)[0]
     assert json.loads(out) == {"out_since": None, "back_since": None, "changes": []}
