@@ -1107,8 +1107,12 @@ def test_checker_fails_open_when_every_server_of_an_upstream_is_out(tmp_path):
 
 
 def test_reload_nginx_sends_sighup_to_the_pid_in_the_file(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # the child takes SIGHUP's default action back (a shell started under nohup passes "ignored" down to
+    # its children), and says so before the signal is sent
+    code = "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline().strip() == "ready"
         (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
         assert uc.reload_nginx(str(tmp_path / "nginx.pid")) is True
         assert child.wait(timeout=10) == -signal.SIGHUP
