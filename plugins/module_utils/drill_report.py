@@ -54,21 +54,13 @@ def split_failures(records, inject_start, inject_end, detected=None):
     ``new`` after it (see the module docstring)."""
     failed = _failed(records)
     known = inject_end if detected is None else max(detected, inject_end)
+    # a partition: started before the fault had landed (over before it began, or in flight), or after it
     return {
-        "before": [r for r in failed if r["end"] <= inject_start],
+        "before": [r for r in failed if r["start"] < inject_end and r["end"] <= inject_start],
         "in_flight": [r for r in failed if r["start"] < inject_end and r["end"] > inject_start],
         "detection": [r for r in failed if inject_end <= r["start"] < known],
         "new": [r for r in failed if r["start"] >= known],
     }
-
-
-def by_class(records):
-    """{error class: count} of failed requests."""
-    counts = {}
-    for record in _failed(records):
-        key = record.get("error") or "other"
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def first_answer_after(records, when):
@@ -143,7 +135,7 @@ def evaluate(records, events, context, thresholds):
         "events": dict(events),
         "requests": len(records),
         "failed": {name: len(rows) for name, rows in split.items()},
-        "failed_by_class": by_class(records),
+        "failed_by_class": aggregate(records)["errors"],
         "new_failures": [_brief(r) for r in split["new"][:10]],
         "first_success_after_fault_s": first_ok,
         "longest_gap_s": round(gap["seconds"], 3),

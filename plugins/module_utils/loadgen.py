@@ -23,9 +23,9 @@ What it does:
   addresses only, so a second DNS answer cannot redirect the load.
 * **Records.** One dict per request (see ``RECORD_KEYS``): wall-clock start and end, error class,
   TTFT, inter-token latencies, end-to-end latency, output tokens, which backend answered.
-* **Analysis.** ``aggregate`` (named as ``vllm bench serve`` names its results), ``split_at``,
-  ``first_success_after``, ``longest_gap``, ``timeline``, ``session_summary``: pure functions on
-  record lists, for the drill reports.
+* **Analysis.** ``aggregate`` (named as ``vllm bench serve`` names its results), ``longest_gap``,
+  ``timeline``, ``session_summary``: pure functions on record lists. What happened around a fault
+  (which failures were in flight, the first answer after it) is drill_report's.
 """
 
 from __future__ import annotations
@@ -1123,28 +1123,6 @@ def aggregate(records, start=None, end=None):
     kinds = sorted({r["kind"] for r in chosen})
     result["per_kind"] = {kind: summarise([r for r in chosen if r["kind"] == kind], duration) for kind in kinds}
     return result
-
-
-def split_at(records, t):
-    """Failed requests around the moment ``t`` (a fault): ``in_flight`` started before t and ended
-    after it, ``new`` started at or after t, ``before`` ended by t. Counts and the records."""
-    failed = [r for r in records if not r["ok"]]
-    in_flight = [r for r in failed if r["start"] < t < r["end"]]
-    new = [r for r in failed if r["start"] >= t]
-    return {
-        "t": t,
-        "in_flight": len(in_flight),
-        "new": len(new),
-        "before": len(failed) - len(in_flight) - len(new),
-        "in_flight_records": in_flight,
-        "new_records": new,
-    }
-
-
-def first_success_after(records, t):
-    """Seconds from ``t`` to the end of the first successful request that started at or after t (None if none)."""
-    ends = [r["end"] for r in records if r["ok"] and r["start"] >= t]
-    return min(ends) - t if ends else None
 
 
 def longest_gap(records, start, end):

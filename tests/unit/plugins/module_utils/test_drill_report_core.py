@@ -50,6 +50,34 @@ def test_failures_are_split_into_before_in_flight_detection_and_new():
     assert len(split["detection"]) == 0 and len(split["new"]) == 2
 
 
+def test_at_an_instant_fault_failures_split_into_before_in_flight_and_new():
+    """(Moved here from loadgen's split_at, which it replaces: inject_start = inject_end, no detection window.)"""
+    records = [
+        rec(8.0, 9.0, ok=False, error="http_503"),  # failed and over before the fault
+        rec(9.0, 10.5, ok=False, error="stream_cut"),  # in flight at 10
+        rec(9.5, 10.2, ok=False, error="reset"),  # in flight at 10
+        rec(9.0, 11.0),  # in flight but it succeeded: not a failure
+        rec(10.0, 10.0, ok=False, error="refused"),  # started at the fault: new
+        rec(12.0, 12.1, ok=False, error="refused"),
+    ]
+    split = core.split_failures(records, 10.0, 10.0)
+    assert (len(split["in_flight"]), len(split["new"]), len(split["before"])) == (2, 2, 1)
+    assert [r["error"] for r in split["in_flight"]] == ["stream_cut", "reset"]
+    assert [r["start"] for r in split["new"]] == [10.0, 12.0]
+    assert core.split_failures([], 10.0, 10.0)["new"] == []
+    early = core.split_failures(records, 1.0, 1.0)  # fault before the first request: every failure is new
+    assert len(early["in_flight"]) == 0 and len(early["new"]) == 5 and len(early["before"]) == 0
+
+
+def test_first_answer_of_unstreamed_requests_is_their_end():
+    """(Moved here from loadgen's first_success_after: without a ttft the first answer is the request's end.)"""
+    records = [rec(9.0, 10.5), rec(10.2, 10.9, ok=False), rec(10.4, 11.5), rec(10.3, 12.0)]
+    assert core.first_answer_after(records, 10.0) == pytest.approx(1.5)  # started before 10 does not count
+    assert core.first_answer_after(records, 0.0) == pytest.approx(10.5)  # fault before the first request
+    assert core.first_answer_after(records, 11.0) is None
+    assert core.first_answer_after([], 1.0) is None
+
+
 def test_a_clean_drill_passes_with_its_numbers():
     records = steady(T - 5, T + 10)
     rotation = {

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from standin_procs import free_port, start, stop
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import drill_report
 from ansible_collections.qwen3vl.ha.plugins.module_utils import loadgen as lg
 
 REPO = Path(__file__).resolve().parents[4]
@@ -149,32 +150,6 @@ def test_aggregate_of_nothing_and_of_failures_only():
     failed = lg.aggregate([rec(1.0, 2.0, ok=False, error="timeout")], 0.0, 10.0)
     assert failed["completed"] == 0 and failed["failed"] == 1 and failed["request_throughput"] == 0.0
     assert failed["p99_ttft_ms"] is None and failed["mean_tpot_ms"] is None and failed["errors"] == {"timeout": 1}
-
-
-def test_split_at_separates_in_flight_from_new_failures():
-    records = [
-        rec(8.0, 9.0, ok=False, error="http_503"),  # failed and over before the fault
-        rec(9.0, 10.5, ok=False, error="stream_cut"),  # in flight at 10
-        rec(9.5, 10.2, ok=False, error="reset"),  # in flight at 10
-        rec(9.0, 11.0),  # in flight but it succeeded: not a failure
-        rec(10.0, 10.0, ok=False, error="refused"),  # started at the fault: new
-        rec(12.0, 12.1, ok=False, error="refused"),
-    ]
-    split = lg.split_at(records, 10.0)
-    assert (split["in_flight"], split["new"], split["before"]) == (2, 2, 1)
-    assert [r["error"] for r in split["in_flight_records"]] == ["stream_cut", "reset"]
-    assert [r["start"] for r in split["new_records"]] == [10.0, 12.0]
-    assert lg.split_at([], 10.0)["new"] == 0
-    early = lg.split_at(records, 1.0)  # fault before the first request: every failure is new
-    assert early["in_flight"] == 0 and early["new"] == 5 and early["before"] == 0
-
-
-def test_first_success_after():
-    records = [rec(9.0, 10.5), rec(10.2, 10.9, ok=False), rec(10.4, 11.5), rec(10.3, 12.0)]
-    assert lg.first_success_after(records, 10.0) == pytest.approx(1.5)  # started before 10 does not count
-    assert lg.first_success_after(records, 0.0) == pytest.approx(10.5)  # fault before the first request
-    assert lg.first_success_after(records, 11.0) is None
-    assert lg.first_success_after([], 1.0) is None
 
 
 def test_longest_gap():
@@ -402,7 +377,8 @@ def test_webui_streamed_has_ttft_and_header_backend(model_dir, servers, tmp_path
 
 
 def test_backend_killed_mid_run(model_dir, servers):
-    """Streams open when the stand-in is killed are cut; requests after it are refused; split_at tells them apart."""
+    """Streams open when the stand-in is killed are cut; requests after it are refused; drill_report's split tells
+    them apart."""
     proc, url = start_vllm(model_dir, 0.05)
     servers((proc, url))
     cfg = config(url, api_concurrency=3, duration=2.5, error_backoff=0.05)
@@ -416,14 +392,14 @@ def test_backend_killed_mid_run(model_dir, servers):
     dead = time.time()
     runner.join(30)
     records = result["records"]
-    split = lg.split_at(records, killed)
-    assert split["in_flight"] >= 1, records
-    assert {r["error"] for r in split["in_flight_records"]} <= {"stream_cut", "reset"}
-    assert split["new"] >= 3
-    assert {r["error"] for r in split["new_records"] if r["start"] >= dead} == {"refused"}
-    assert {r["error"] for r in split["new_records"]} <= {"refused", "reset"}  # reset: connected as it died
+    split = drill_report.split_failures(records, killed, killed)
+    assert len(split["in_flight"]) >= 1, records
+    assert {r["error"] for r in split["in_flight"]} <= {"stream_cut", "reset"}
+    assert len(split["new"]) >= 3
+    assert {r["error"] for r in split["new"] if r["start"] >= dead} == {"refused"}
+    assert {r["error"] for r in split["new"]} <= {"refused", "reset"}  # reset: connected as it died
     assert all(r["ok"] for r in records if r["end"] < killed)
-    assert lg.first_success_after(records, killed) is None
+    assert drill_report.first_answer_after(records, killed) is None
     gap = lg.longest_gap(records, result["started"], result["ended"])
     assert gap["to"] == result["ended"] and gap["from"] < killed
 
