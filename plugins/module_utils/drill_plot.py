@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The PNG timeline of a failover drill: what users saw, second by second, with the fault marked.
 
-Three panels on one time axis (seconds from the moment the fault had landed):
-requests per second that succeeded and that failed (by when they started), the median and p95
-end-to-end latency of the successful ones, and the events (fault, left rotation, back, restored).
+Two panels on one time axis (seconds from the moment the fault had landed): requests per second that
+succeeded and that failed (by when they started), and the median and p95 end-to-end latency of the
+successful ones; on both, the events as lines (fault, the service's reaction, left rotation, back,
+restored, whole again).
 
 Needs matplotlib (in requirements.txt; the drills run on the controller). ``HAS_MATPLOTLIB`` says
 whether it is there; the ``drill_report`` module reports its absence instead of failing the drill.

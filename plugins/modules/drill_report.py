@@ -14,8 +14,9 @@ description:
     and the times the drill noted (O(events)), and writes C(<out_dir>/<name>.json), C(<name>.md) and
     C(<name>.png): what users saw before, during and after the fault."
   - "Failed requests are split into those in flight at the fault (started before the injecting command
-    ended, ended after it started) and new ones (started after the fault had landed); see
-    C(plugins/module_utils/drill_report.py) for every definition."
+    ended, ended after it started), those started after it but before the service reacted (O(events)
+    C(detected)), and new ones (started after that); see C(plugins/module_utils/drill_report.py) for every
+    definition."
   - "The verdict compares the numbers with O(thresholds). The module does not fail on a broken
     threshold: it returns C(passed) and C(failures), so the drill can restore, report and then fail."
   - "With O(summary=true) it reads every C(*.json) report in O(out_dir) instead and writes
@@ -44,7 +45,7 @@ options:
   events:
     description:
       - Wall-clock times (seconds since the epoch, controller clock) of
-        C(inject_start), C(inject_end) (required), C(recovered), C(restored), C(load_start), C(load_end)
+        C(inject_start), C(inject_end) (required), C(detected), C(recovered), C(restored), C(load_start), C(load_end)
         (optional; by default the load starts with its first request and ends with the start of its last).
     type: dict
   rotation:
@@ -64,8 +65,9 @@ options:
     default: {}
   thresholds:
     description:
-      - C(max_new_failures), C(max_in_flight_failures), C(max_first_success_s), C(max_longest_gap_s),
-        C(max_leave_rotation_s), C(max_recover_s) (null or absent = not checked), C(continuity) (bool).
+      - C(max_new_failures), C(max_in_flight_failures), C(max_detection_failures), C(max_first_success_s),
+        C(max_longest_gap_s), C(max_leave_rotation_s), C(max_recover_s) (null or absent = not checked),
+        C(continuity) (bool).
     type: dict
     default: {}
   out_dir:
@@ -213,7 +215,8 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     if module.params["summary"]:
         write_summary(module, out_dir)
-    write_drill(module, out_dir)
+    else:
+        write_drill(module, out_dir)
 
 
 if __name__ == "__main__":
