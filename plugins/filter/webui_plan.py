@@ -52,6 +52,16 @@ def webui_gate_config(instances, settings):
         raise AnsibleFilterError("webui_gate_config: %s" % exc) from exc
 
 
+def webui_gpu_watch_config(instances, settings):
+    """The GPU watch's configuration for the planned instances (see module_utils webui_plan.gpu_watch_config)."""
+    if not isinstance(instances, list) or not isinstance(settings, Mapping):
+        raise AnsibleFilterError("webui_gpu_watch_config: the input must be the instances, the argument the settings")
+    try:
+        return core.gpu_watch_config(instances, dict(settings))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError("webui_gpu_watch_config: %s" % exc) from exc
+
+
 def missing_mounts(mountinfo, paths, mounts):
     """The mount points of ``mounts`` that ``paths`` lie under and that ``mountinfo`` does not show mounted."""
     if not isinstance(mountinfo, str) or not isinstance(paths, list) or not isinstance(mounts, list):
@@ -65,5 +75,6 @@ class FilterModule(object):
             "webui_plan": webui_plan,
             "webui_gate": webui_gate,
             "webui_gate_config": webui_gate_config,
+            "webui_gpu_watch_config": webui_gpu_watch_config,
             "missing_mounts": missing_mounts,
         }

@@ -15,6 +15,7 @@ directory lives on /run, a tmpfs that every boot empties. Docker refuses to star
 source does not exist (``bind source path does not exist``), so after a boot nothing starts. Then this
 gate, a systemd service ordered after Docker and the remote file systems, checks each instance:
 
+- the GPU watch (gpu_watch.py, where the role runs it) does not hold it back for its GPU;
 - every mount it depends on is mounted (a configured mount point at or above its model or data directory,
   read from /proc/self/mountinfo; a bare autofs trigger does not count);
 - its weights verify against their manifest (model_checksum's ``verify_tree``, the module's own code and
@@ -69,15 +70,15 @@ CHECKSUM_DEFAULTS = {
     "cache_dir": "/var/cache/qwen3vl-ha/model_checksum",
     "cache_max_age": 0,
 }
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message lists every problem."""
 
 
-def _absolute(value, what, errors, allow_empty=False):
+def absolute(value, what, errors, allow_empty=False):
     if allow_empty and value == "":
         return value
     if not isinstance(value, str) or not value.startswith("/") or "\n" in value:
@@ -120,11 +121,11 @@ def _instance(raw, index, errors):
     if unknown:
         errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
     ident = str(raw.get("id", ""))
-    if not _ID_RE.match(ident):
+    if not ID_RE.match(ident):
         errors.append("%s.id: %r is not a name of letters, digits, '_', '.', '-'" % (where, raw.get("id")))
     containers = raw.get("containers", [])
     if not isinstance(containers, list) or not all(
-        isinstance(name, str) and _CONTAINER_RE.match(name) for name in containers
+        isinstance(name, str) and CONTAINER_RE.match(name) for name in containers
     ):
         errors.append("%s.containers: %r is not a list of container names" % (where, containers))
         containers = []
@@ -133,10 +134,10 @@ def _instance(raw, index, errors):
         errors.append("%s.verify: %r is not true or false" % (where, verify))
     return {
         "id": ident,
-        "model_dir": _absolute(raw.get("model_dir"), where + ".model_dir", errors),
-        "manifest": _absolute(raw.get("manifest", ""), where + ".manifest", errors, allow_empty=True),
+        "model_dir": absolute(raw.get("model_dir"), where + ".model_dir", errors),
+        "manifest": absolute(raw.get("manifest", ""), where + ".manifest", errors, allow_empty=True),
         "verify": verify is True,
-        "data_dir": _absolute(raw.get("data_dir", ""), where + ".data_dir", errors, allow_empty=True),
+        "data_dir": absolute(raw.get("data_dir", ""), where + ".data_dir", errors, allow_empty=True),
         "containers": containers,
     }
 
@@ -154,8 +155,8 @@ def load_config(raw):
         errors.append("unknown keys: %s" % ", ".join(unknown))
     config = {}
     for key in ("gate_dir", "state_file"):
-        config[key] = _absolute(raw.get(key, DEFAULTS[key]), key, errors)
-    config["textfile"] = _absolute(raw.get("textfile", ""), "textfile", errors, allow_empty=True)
+        config[key] = absolute(raw.get(key, DEFAULTS[key]), key, errors)
+    config["textfile"] = absolute(raw.get("textfile", ""), "textfile", errors, allow_empty=True)
     for key, low, high in (("interval", 0.1, 3600), ("mount_timeout", 0.1, 600)):
         value = raw.get(key, DEFAULTS[key])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -165,7 +166,7 @@ def load_config(raw):
     if not isinstance(mounts, list):
         errors.append("mounts: %r is not a list" % (mounts,))
         mounts = []
-    config["mounts"] = [_absolute(path, "mounts[%d]" % index, errors) for index, path in enumerate(mounts)]
+    config["mounts"] = [absolute(path, "mounts[%d]" % index, errors) for index, path in enumerate(mounts)]
     config["checksum"] = _checksum_options(raw.get("checksum", {}), errors)
     docker = raw.get("docker", DEFAULTS["docker"])
     if not isinstance(docker, str) or not docker:
@@ -268,12 +269,34 @@ def links_of(gate_dir, instance):
     return links
 
 
+FENCE_SUFFIX = ".gpu-fenced"
+
+
+def fence_marker(gate_dir, ident):
+    """The file by which the GPU watch (gpu_watch.py) holds an instance back for its GPU; it holds the reason."""
+    return os.path.join(gate_dir, ident + FENCE_SUFFIX)
+
+
+def read_fence(gate_dir, ident):
+    """The GPU watch's reason for holding the instance back, or None when it does not."""
+    try:
+        with open(fence_marker(gate_dir, ident), encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip() or "fenced by the GPU watch"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return "cannot read the GPU watch's marker: %s" % exc
+
+
 def check_instance(instance, config, table, *, stat=stat_within, verify_tree=model_checksum.verify_tree):
     """(reason, detail) for one instance: ("ok", "") when it may start, else why not.
 
-    Order: mounts (a missing mount makes every other check meaningless), then the directories answer
-    (a hung NFS server), then the weights.
+    Order: the GPU watch's fence (its GPU is bad: nothing else matters), mounts (a missing mount makes every
+    other check meaningless), then the directories answer (a hung NFS server), then the weights.
     """
+    fenced = read_fence(config["gate_dir"], instance["id"])
+    if fenced is not None:
+        return "gpu_fenced", fenced
     paths = [path for path in (instance["model_dir"], instance.get("data_dir", "")) if path]
     missing = missing_mounts(paths, config["mounts"], table)
     if missing:
@@ -354,13 +377,13 @@ def start_containers(docker, names, run=subprocess.run):
 # State and metrics
 
 
-def _label(value):
+def label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
 def metrics(verdicts, now):
     """node_exporter textfile: one gauge per instance (1 = may serve), with the reason as a label: ok, unchecked,
-    mount_missing, mount_not_responding, dir_missing, weights_bad, weights_unverifiable, link_failed or
+    gpu_fenced, mount_missing, mount_not_responding, dir_missing, weights_bad, weights_unverifiable, link_failed or
     start_failed."""
     lines = [
         "# HELP qwen3vl_instance_gate_open Whether the boot gate let the instance's containers start (1) or"
@@ -370,7 +393,7 @@ def metrics(verdicts, now):
     for ident in sorted(verdicts):
         reason = verdicts[ident]["reason"]
         lines.append(
-            'qwen3vl_instance_gate_open{instance="%s",reason="%s"} %d' % (_label(ident), _label(reason), reason == "ok")
+            'qwen3vl_instance_gate_open{instance="%s",reason="%s"} %d' % (label(ident), label(reason), reason == "ok")
         )
     lines += [
         "# HELP qwen3vl_instance_gate_last_check_timestamp_seconds When the gate last checked.",
@@ -400,7 +423,7 @@ class Gate:
     def __init__(self, config, *, start=True, log=None, clock=time.time, sleep=time.sleep):
         self.config = config
         self.start = start
-        self.log = log or _say
+        self.log = log or say
         self.clock = clock
         self.sleep = sleep
         self.mountinfo = read_mountinfo
@@ -473,7 +496,7 @@ class Gate:
             self.sleep(self.config["interval"])
 
 
-def _say(text, stream=None):
+def say(text, stream=None):
     (stream or sys.stdout).write(text + "\n")
     (stream or sys.stdout).flush()
 
@@ -488,13 +511,13 @@ def main(argv=None):
     flags = {arg for arg in argv if arg.startswith("--")}
     paths = [arg for arg in argv if not arg.startswith("--")]
     if len(paths) != 1 or flags - {"--check-config", "--once", "--no-start"}:
-        _say(USAGE, sys.stderr)
+        say(USAGE, sys.stderr)
         return 2
     try:
         with open(paths[0], encoding="utf-8") as handle:
             config = load_config(json.load(handle))
     except (OSError, ValueError) as exc:
-        _say("qwen3vl-instance-gate: %s: %s" % (paths[0], exc), sys.stderr)
+        say("qwen3vl-instance-gate: %s: %s" % (paths[0], exc), sys.stderr)
         return 2
     if "--check-config" in flags:
         return 0

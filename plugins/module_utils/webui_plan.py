@@ -242,7 +242,7 @@ def settings_errors(config):
     ``config`` keys: vllm_api_key_set (bool: the key is not empty; the key itself stays out of the plan),
     vllm_allow_no_api_key, ui_image, image_source, image_archives, vllm_ipc_mode, vllm_shm_size,
     vllm_gpu_memory_utilization, vllm_shutdown_timeout, ui_health_path, gate_dir, gate_mounts, gate_interval,
-    gpu_health_args, model_checksum_args. A missing key is not checked.
+    gpu_watch_interval, gpu_watch_fall, gpu_watch_rise, gpu_health_args, model_checksum_args. A missing key is not checked.
     """
     errors = []
     if "vllm_api_key_set" in config and not config["vllm_api_key_set"] and not config.get("vllm_allow_no_api_key"):
@@ -285,6 +285,9 @@ def settings_errors(config):
                 checks.add(errors, checks.absolute_path(mount, "webui_gate_mounts[%d]" % index))
     if "gate_interval" in config:
         checks.add(errors, checks.integer(config["gate_interval"], "webui_gate_interval", minimum=1, maximum=3600))
+    for key, maximum in (("gpu_watch_interval", 3600), ("gpu_watch_fall", 100), ("gpu_watch_rise", 100)):
+        if key in config:
+            checks.add(errors, checks.integer(config[key], "webui_" + key, minimum=1, maximum=maximum))
     if "gpu_health_args" in config:
         errors += _gpu_health_args_errors(config["gpu_health_args"])
     if "model_checksum_args" in config:
@@ -502,5 +505,49 @@ def gate_config(instances, settings):
             }
             for instance in instances
             if "gpu" not in instance.get("blocked_by", [])
+        ],
+    }
+
+
+GPU_WATCH_HEALTH_KEYS = (
+    "backend",
+    "nvidia_smi_path",
+    "xid_source",
+    "kernel_log_path",
+    "max_temperature",
+    "min_driver_version",
+    "max_retired_pages",
+    "xid_ignore",
+    "xid_fatal",
+)
+
+
+def gpu_watch_config(instances, settings):
+    """The GPU watch's configuration (gpu_watch.load_config reads it) for every planned instance.
+
+    ``settings``: gate_dir, textfile_dir, interval, fall, rise, stop_timeout and gpu_health_args (the role's
+    webui_gpu_health_args; min_free_memory_mib and expected_count are deploy-time rules and are left out).
+    An instance the role blocked for its GPU is watched too: it stays fenced until its GPU is healthy.
+    """
+    gate_dir = settings["gate_dir"]
+    args = dict(settings.get("gpu_health_args") or {})
+    return {
+        "gate_dir": gate_dir,
+        "state_file": posixpath.join(gate_dir, "gpu-watch.json"),
+        "drill_file": posixpath.join(gate_dir, "drill-xid.log"),
+        "textfile": settings.get("textfile_dir") or "",
+        "interval": settings.get("interval", 5),
+        "fall": int(settings.get("fall", 2)),
+        "rise": int(settings.get("rise", 3)),
+        "stop_timeout": int(settings.get("stop_timeout", 10)),
+        "health": {key: args[key] for key in GPU_WATCH_HEALTH_KEYS if args.get(key) is not None},
+        "instances": [
+            {
+                "id": str(instance["id"]),
+                "gpu_index": instance.get("gpu_index"),
+                "gpu_uuid": instance.get("gpu_uuid") or "",
+                "containers": [instance["vllm_name"], instance["ui_name"]],
+            }
+            for instance in instances
         ],
     }

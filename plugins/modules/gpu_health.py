@@ -413,19 +413,17 @@ from ansible_collections.qwen3vl.ha.plugins.module_utils.gpu_health import (
     DEFAULT_XID_FATAL,
     DEFAULT_XID_IGNORE,
     NO_GPU,
-    NVML_ERROR_DRIVER_NOT_LOADED,
-    NVML_ERROR_LIBRARY_NOT_FOUND,
     UNHEALTHY,
     GpuHealthError,
     NoDriverError,
-    collect_nvml,
-    collect_smi,
     evaluate,
     parse_xid,
     render_prometheus,
     select_gpus,
     validate_thresholds,
 )
+from ansible_collections.qwen3vl.ha.plugins.module_utils.gpu_health.read import read_gpus as read_host_gpus
+from ansible_collections.qwen3vl.ha.plugins.module_utils.gpu_health.read import read_kernel_log as read_host_kernel_log
 
 PYNVML_IMPORT_ERROR = None
 try:
@@ -463,84 +461,30 @@ def check_input(params):
     return thresholds, errors
 
 
-def find_nvidia_smi(module):
-    path = module.params["nvidia_smi_path"]
-    if "/" in path:
-        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-    return module.get_bin_path(path)
-
-
 def read_gpus(module):
     """(backend, collected) from NVML or nvidia-smi; NoDriverError when this host has no NVIDIA driver."""
-    backend = module.params["backend"]
-    tried = []
-    no_driver = True
-    if backend in ("auto", "nvml"):
-        if not HAS_PYNVML:
-            if backend == "nvml":
-                module.fail_json(msg=missing_required_lib("nvidia-ml-py"), exception=PYNVML_IMPORT_ERROR)
-            tried.append("NVML: the nvidia-ml-py package (import pynvml) is not installed")
-        else:
-            try:
-                pynvml.nvmlInit()
-            except pynvml.NVMLError as exc:
-                tried.append("NVML: nvmlInit failed: %s" % to_native(exc))
-                no_driver = getattr(exc, "value", None) in (NVML_ERROR_LIBRARY_NOT_FOUND, NVML_ERROR_DRIVER_NOT_LOADED)
-            else:
-                try:
-                    return "nvml", collect_nvml(pynvml)
-                finally:
-                    try:
-                        pynvml.nvmlShutdown()
-                    except pynvml.NVMLError:
-                        pass  # the readings are in; a failing shutdown changes nothing
-    if backend in ("auto", "nvidia_smi"):
-        nvidia_smi = find_nvidia_smi(module)
-        if nvidia_smi is None:
-            tried.append("nvidia-smi: %s not found" % module.params["nvidia_smi_path"])
-        else:
-            try:
-                return "nvidia_smi", collect_smi(module.run_command, nvidia_smi)
-            except NoDriverError as exc:
-                tried.append(to_native(exc))
-    message = "; ".join(tried)
-    if no_driver:
-        raise NoDriverError("no NVIDIA driver found on this host (tried %s)" % message)
-    raise GpuHealthError("could not read the GPUs (tried %s)" % message)
+    if module.params["backend"] == "nvml" and not HAS_PYNVML:
+        module.fail_json(msg=missing_required_lib("nvidia-ml-py"), exception=PYNVML_IMPORT_ERROR)
+    return read_host_gpus(
+        module.params["backend"],
+        module.params["nvidia_smi_path"],
+        module.run_command,
+        module.get_bin_path,
+        pynvml if HAS_PYNVML else None,
+    )
 
 
 def read_kernel_log(module):
     """(text, source) of the kernel log for XID lines; ("", "none") when skipped."""
-    source = module.params["xid_source"]
-    if source == "none":
-        return "", "none"
-    if source == "file":
-        path = module.params["kernel_log_path"]
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                return handle.read(), "file"
-        except OSError as exc:
-            module.fail_json(msg="kernel_log_path: cannot read %s: %s" % (path, to_native(exc)))
-    tried = []
-    commands = []
-    if source in ("auto", "dmesg"):
-        commands.append(("dmesg", "dmesg", []))
-    if source in ("auto", "journal"):
-        commands.append(("journal", "journalctl", ["-k", "-b", "--no-pager"]))
-    for name, program, args in commands:
-        binary = module.get_bin_path(program)
-        if binary is None:
-            tried.append("%s not found" % program)
-            continue
-        rc, out, err = module.run_command([binary] + args)
-        if rc == 0:
-            return out, name
-        tried.append("%s failed: %s" % (program, (err or out).strip() or "rc %d" % rc))
-    if source == "auto":
-        module.warn("XID check skipped: the kernel log could not be read (%s); run with become" % "; ".join(tried))
-        return "", "none"
-    module.fail_json(msg="xid_source=%s: the kernel log could not be read (%s)" % (source, "; ".join(tried)))
-    return "", "none"  # not reached
+    try:
+        text, source, problem = read_host_kernel_log(
+            module.params["xid_source"], module.params["kernel_log_path"], module.run_command, module.get_bin_path
+        )
+    except GpuHealthError as exc:
+        module.fail_json(msg=to_native(exc))
+    if problem:
+        module.warn("XID check skipped: %s; run with become" % problem)
+    return text, source
 
 
 def write_textfile(module, path, text):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.qwen3vl.ha.plugins.module_utils import instance_gate
+from ansible_collections.qwen3vl.ha.plugins.module_utils import gpu_watch, instance_gate
 from ansible_collections.qwen3vl.ha.plugins.module_utils import webui_plan as core
 
 UUID0 = "GPU-3f9c1a52-8d4e-4b7a-9e21-6c0d2f8a7b13"
@@ -258,6 +258,36 @@ def test_gate_config_leaves_out_instances_blocked_by_their_gpu_only():
     assert loaded["checksum"]["workers"] == 2 and loaded["instances"][0]["data_dir"] == "/mnt/qwen3vl-data/webui"
 
 
+def test_gpu_watch_config_watches_every_instance_without_the_deploy_time_rules():
+    instances = plan(gpus="auto")["instances"]
+    gated = core.gate(
+        instances, None, {"gpus": [{"index": 0, "status": "healthy"}, {"index": 1, "status": "unhealthy"}]}
+    )
+    settings = {
+        "gate_dir": "/run/qwen3vl-gate",
+        "textfile_dir": "/var/lib/prometheus/node-exporter",
+        "interval": 1,
+        "fall": "2",
+        "rise": 3,
+        "stop_timeout": "25",
+        "gpu_health_args": {
+            "backend": "nvidia_smi",
+            "min_free_memory_mib": 20000,
+            "expected_count": 2,
+            "xid_fatal": [79],
+        },
+    }
+    config = core.gpu_watch_config(gated, settings)
+    # the instance blocked for its GPU is watched too (it stays fenced until its GPU is healthy)
+    assert [(item["id"], item["gpu_index"]) for item in config["instances"]] == [("0", 0), ("1", 1)]
+    assert config["instances"][1]["containers"] == ["qwen3vl-vllm-1", "qwen3vl-webui-1"]
+    assert config["health"] == {"backend": "nvidia_smi", "xid_fatal": [79]}
+    assert config["drill_file"] == "/run/qwen3vl-gate/drill-xid.log"
+    # what the role writes is what the watch accepts
+    loaded = gpu_watch.load_config(config)
+    assert (loaded["fall"], loaded["rise"], loaded["stop_timeout"]) == (2, 3, 25)
+
+
 @pytest.mark.parametrize(
     "setting, value, message",
     [
@@ -265,6 +295,9 @@ def test_gate_config_leaves_out_instances_blocked_by_their_gpu_only():
         ("gate_mounts", ["/ok", "relative"], "webui_gate_mounts[1]: "),
         ("gate_mounts", "/mnt", "webui_gate_mounts: "),
         ("gate_interval", 0, "webui_gate_interval: "),
+        ("gpu_watch_interval", 0, "webui_gpu_watch_interval: "),
+        ("gpu_watch_fall", 101, "webui_gpu_watch_fall: "),
+        ("gpu_watch_rise", "3x", "webui_gpu_watch_rise: "),
     ],
 )
 def test_gate_settings_are_checked(setting, value, message):
