@@ -17,7 +17,8 @@ instance's GPU:
   out of rotation; requests it was serving are lost with it, as they would be with a broken GPU anyway.
 - **release**: after ``rise`` passes in a row in which its GPU is healthy again (say, after a GPU reset),
   the marker goes and the boot gate is restarted, which checks the instance's mounts and weights as at a
-  boot and starts it.
+  boot and starts it. A converge of the role whose own GPU check passes removes the marker itself and starts
+  the instance; the watch takes that as the release (and fences again after ``fall`` bad readings).
 
 Warnings (heat, clocks, a narrow PCIe link) never fence. ``min_free_memory_mib`` and ``expected_count`` are
 deploy-time rules and are not applied here: a serving vLLM holds most of its GPU's memory. An instance is
@@ -470,8 +471,16 @@ class Watch:
 
     def _keep_fenced(self, instance, track, now, judged):
         ok, reason, detail = judged
-        # Something made the links again (a converge of the role): take them away again.
-        if any(os.path.lexists(path) for path in link_paths(self.config["gate_dir"], instance["id"])):
+        gate_dir = self.config["gate_dir"]
+        if not os.path.lexists(instance_gate.fence_marker(gate_dir, instance["id"])):
+            # The role removes the marker when its own GPU check at converge passed and it starts the instance.
+            track.fenced, track.bad = False, 0
+            self._note(
+                instance, track, now, ("ok", "", "released by a converge of the role (its fence marker was removed)")
+            )
+            return
+        # Links made again while the marker stays (by hand): take them away again.
+        if any(os.path.lexists(path) for path in link_paths(gate_dir, instance["id"])):
             self.log("instance %s: its links came back while fenced; fencing again" % instance["id"])
             self._fence(instance, track, track.reason, track.detail, now)
         elif not ok:

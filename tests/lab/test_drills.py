@@ -13,6 +13,7 @@ DRILL_NAMES = (
     "vllm_killed",
     "vllm_hung",
     "webui_killed",
+    "gpu_unhealthy",
     "gpu_host_down",
     "corrupted_weights",
     "nginx_down",
@@ -42,7 +43,8 @@ def test_every_drill_passes_under_load_and_writes_its_reports(drill_lab):
         assert "**PASSED**" in (DRILLS / f"{name}.md").read_text()
         png = (DRILLS / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10000
-    assert json.loads((DRILLS / "webui_killed.json").read_text())["continuity"]["ok"] is True
+    for name in ("webui_killed", "gpu_unhealthy", "gpu_host_down"):
+        assert json.loads((DRILLS / f"{name}.json").read_text())["continuity"]["ok"] is True, name
     lb = json.loads((DRILLS / "master_lb_down.json").read_text())["vip"]
     assert lb["before"] != lb["after"], lb
 

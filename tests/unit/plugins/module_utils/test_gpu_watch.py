@@ -207,6 +207,25 @@ def test_a_failed_gate_restart_is_retried_on_the_next_pass(tmp_path):
     assert watch.run.calls[0][:2] == ["systemctl", "restart"]
 
 
+def test_a_marker_removed_by_the_role_is_a_release(tmp_path):
+    watch, lines = make_watch(tmp_path, fall=1)
+    drill = Path(watch.config["drill_file"])
+    drill.write_text(XID_79_GPU0)
+    watch.check_round()
+    drill.unlink()
+    # a converge whose GPU check passed: the marker goes, the links come back, the containers start
+    os.unlink(instance_gate.fence_marker(watch.config["gate_dir"], "0"))
+    link = gpu_watch.link_paths(watch.config["gate_dir"], "0")[0]
+    instance_gate.make_link(link, "/srv/somewhere")
+    watch.run.calls.clear()
+    assert watch.check_round() == 0
+    assert watch.run.calls == [] and os.path.lexists(link)
+    assert "released by a converge of the role" in lines[-1]
+    # and a GPU that is bad again is fenced again
+    drill.write_text(XID_79_GPU0)
+    assert watch.check_round() == 1
+
+
 def test_links_made_again_while_fenced_are_taken_away_again(tmp_path):
     watch, lines = make_watch(tmp_path, fall=1)
     Path(watch.config["drill_file"]).write_text(XID_79_GPU0)
