@@ -85,8 +85,7 @@ NFS_CORE_PARAM {{
     Enable_UDP = false;
 }}
 NFSv4 {{
-    # no 90 s grace period after a (re)start: a fresh server has no state to recover
-    Graceless = true;
+{nfsv4}
     Minor_Versions = 1, 2;
 }}
 LOG {{ Default_Log_Level = EVENT; }}
@@ -104,6 +103,10 @@ EXPORT {{
     CLIENT {{ Clients = {client}; Access_Type = RW; }}
 }}
 """
+
+# No 90 s grace period after a start: a fresh server has no state to recover. The restart test uses the
+# nfs_server role's Grace_Period and Lease_Lifetime instead (server_grace()).
+GRACELESS = "    Graceless = true;"
 
 LABEL = "qwen3vl.vmtest.pid"
 
@@ -390,9 +393,9 @@ def nfs_server(vm_assets, nfs_net, tmp_path):
     """start(export_dir) runs Ganesha in a container on nfs_net; removed again after the test."""
     started = []
 
-    def start(export_dir):
+    def start(export_dir, nfsv4=GRACELESS):
         conf = tmp_path / "ganesha.conf"
-        conf.write_text(GANESHA_CONF.format(export=EXPORT, client=nfs_net.gateway))
+        conf.write_text(GANESHA_CONF.format(export=EXPORT, client=nfs_net.gateway, nfsv4=nfsv4))
         name = f"qwen3vl-vmtest-ganesha-{os.getpid()}-{len(started)}"
         started.append(name)
         docker_run = [
@@ -673,3 +676,106 @@ def test_automount_boot_without_server_then_mounts_on_access(boot_vm, nfs_server
         first_access_and_exchange_s=round(first_access_s, 1),
     )
     print(f"\n[vm] automount: {timings['automount']}; mount {fs['options']}")
+
+
+def server_grace():
+    """(Grace_Period, Lease_Lifetime) as the nfs_server role configures them with its defaults, unless
+    QWEN3VL_VM_NFS_GRACE / QWEN3VL_VM_NFS_LEASE give others."""
+    defaults = yaml.safe_load((REPO / "roles" / "nfs_server" / "defaults" / "main.yml").read_text())
+    grace = int(os.environ.get("QWEN3VL_VM_NFS_GRACE", defaults["nfs_server_grace_period"]))
+    lease = int(os.environ.get("QWEN3VL_VM_NFS_LEASE", defaults["nfs_server_lease_time"]))
+    return grace, lease
+
+
+# The guest saves a "session" every 0.1 s as an application does: a new file written and flushed
+# (fsync), then renamed over one of 8 session files. Each save is logged, with guest times, on the local disk.
+WRITER = """\
+#!/bin/sh
+dir={dir}
+mkdir -p "$dir"
+i=0
+while [ ! -e /root/stop-writer ]; do
+  i=$((i + 1))
+  s=$(date +%s.%N)
+  if printf 'session save %s\\n' "$i" | dd of="$dir/.save-$i.tmp" conv=fsync status=none \\
+     && mv -f "$dir/.save-$i.tmp" "$dir/session-$((i % 8)).json"; then rc=0; else rc=1; fi
+  e=$(date +%s.%N)
+  echo "$i $s $e $rc" >> /root/saves.log
+  sleep 0.1
+done
+echo done > /root/writer-done
+"""
+# Linux's NFS client retries a lost TCP connection 3 s after the first failed attempt, then doubles the
+# wait (sunrpc's XS_TCP_INIT_REEST_TO); two failed attempts while the server comes back cost 3 + 6 s.
+RECONNECT_SLACK = 9.0
+
+
+def test_server_restart_while_sessions_are_saved(boot_vm, nfs_server, tmp_path, timings):
+    """The NFS server restarted (the container's Ganesha stopped and started again, as `systemctl restart
+    nfs-ganesha` does) while the guest saves a session every 0.1 s through the nfs_client role's hard mount,
+    with the nfs_server role's grace period and lease time. What the WebUI would see: saves that wait (not
+    fail), how long, and every save intact afterwards."""
+    grace, lease = server_grace()
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    server = nfs_server(export_dir, nfsv4=f"    Grace_Period = {grace};\n    Lease_Lifetime = {lease};")
+    vm = boot_vm(options=OPTIONS, name="restart")
+    state, _finished_guest, _finished_host = vm.system_state(timeout=300)
+    assert state == "running", f"is-system-running: {state}\n{vm.diag()}"
+    # a fresh server is in its grace period too: wait until a new file can be created
+    vm.check(f"until touch {MOUNTPOINT}/ready 2>/dev/null; do sleep 1; done", timeout=grace + lease + 60)
+    vm.check(
+        "cat > /root/writer.sh <<'SH'\n" + WRITER.format(dir=MOUNTPOINT + "/sessions") + "SH\n"
+        "setsid sh /root/writer.sh </dev/null >/dev/null 2>&1 &"
+    )
+    time.sleep(5)  # steady saves before the fault
+    before = float(vm.check("date +%s.%N"))
+    t0 = time.monotonic()
+    run("docker", "restart", "--time", "10", server.container)
+    restart_s = time.monotonic() - t0
+    after = float(vm.check("date +%s.%N"))
+    limit = restart_s + grace + RECONNECT_SLACK + 5  # + 5 s: the agent's round trips and TCG's slowness
+    deadline = time.monotonic() + limit + 60
+    saves = []
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        saves = [line.split() for line in vm.check("cat /root/saves.log").splitlines() if line.strip()]
+        later = [row for row in saves if float(row[1]) > after and row[3] == "0"]
+        if len(later) >= 10:
+            break
+    vm.check("touch /root/stop-writer; until [ -e /root/writer-done ]; do sleep 0.2; done", timeout=limit + 60)
+    saves = [line.split() for line in vm.check("cat /root/saves.log").splitlines() if line.strip()]
+    rows = [(int(i), float(s), float(e), int(rc)) for i, s, e, rc in saves]
+    failed = [row for row in rows if row[3] != 0]
+    in_flight = [row for row in rows if row[1] < before < row[2] or row[1] < after < row[2]]
+    first_after = min((row[2] for row in rows if row[1] >= after and row[3] == 0), default=None)
+    longest_save = max(row[2] - row[1] for row in rows)
+    ends = sorted(row[2] for row in rows if row[3] == 0)
+    longest_gap = max(b - a for a, b in zip(ends, ends[1:], strict=False))
+    row = dict(
+        grace_s=grace,
+        lease_s=lease,
+        restart_s=round(restart_s, 2),
+        saves=len(rows),
+        failed=len(failed),
+        in_flight_at_fault=len(in_flight),
+        first_save_started_after_fault_done_s=None if first_after is None else round(first_after - before, 2),
+        longest_save_s=round(longest_save, 2),
+        longest_gap_without_a_save_s=round(longest_gap, 2),
+        bound_s=round(limit, 2),
+    )
+    timings["restart"] = row
+    print(f"\n[vm] server restarted while saving: {row}")
+    # a hard mount: saves wait for the server, none fails
+    assert not failed, f"saves failed: {failed[:5]}\n{vm.diag()}"
+    assert first_after is not None, f"no save completed after the restart: {row}\n{vm.diag()}"
+    assert first_after - before <= limit, row
+    assert longest_gap <= limit, row
+    # every session file holds what the guest last wrote to it, on the server's disk
+    last = {}
+    for i, _s, _e, _rc in rows:
+        last[i % 8] = i
+    for slot, i in last.items():
+        text = (export_dir / "sessions" / f"session-{slot}.json").read_text()
+        assert text == f"session save {i}\n", (slot, text)
+    assert not list((export_dir / "sessions").glob(".save-*.tmp")), "a save left its temporary file"
