@@ -16,6 +16,7 @@ DRILL_NAMES = (
     "gpu_unhealthy",
     "gpu_host_down",
     "corrupted_weights",
+    "nfs_restarted",
     "nginx_down",
     "master_lb_down",
 )
@@ -43,7 +44,7 @@ def test_every_drill_passes_under_load_and_writes_its_reports(drill_lab):
         assert "**PASSED**" in (DRILLS / f"{name}.md").read_text()
         png = (DRILLS / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10000
-    for name in ("webui_killed", "gpu_unhealthy", "gpu_host_down"):
+    for name in ("webui_killed", "gpu_unhealthy", "gpu_host_down", "nfs_restarted"):
         assert json.loads((DRILLS / f"{name}.json").read_text())["continuity"]["ok"] is True, name
     lb = json.loads((DRILLS / "master_lb_down.json").read_text())["vip"]
     assert lb["before"] != lb["after"], lb

@@ -4,7 +4,9 @@ a small qemu VM (software emulation, Debian 12 cloud kernel).
   1. server up at boot: the kernel mounts the entry during boot, data moves both ways;
   2. server missing at boot: boot still finishes (running/degraded) in a bounded time, no mount;
   3. automount variant: boot without a server is not blocked, the mount happens on first access
-     once the server is up.
+     once the server is up;
+  4. the server restarted (with the nfs_server role's grace period) while the guest saves sessions:
+     saves wait, none fails, the wait is bounded by the settings, every save is intact.
 
 The entry's options are the nfs_client role's own (its defaults through the same function its filter
 uses), unless QWEN3VL_VM_NFS_OPTIONS (tests 1 and 2) or QWEN3VL_VM_NFS_AUTOMOUNT_OPTIONS (test 3)
