@@ -28,6 +28,9 @@ by index.
 Besides the kernel log (``health.xid_source``), the lines in ``drill_file`` are read as kernel log lines:
 the failover drill's way to report a GPU fault on a host whose GPUs are fine. /run is emptied at boot.
 
+A changed configuration file is taken up before the next pass, without a restart: the role writes it
+before it starts instances, so the watch never judges an instance by settings older than the converge's.
+
 Each pass writes its state as JSON and, when a textfile directory is set, node_exporter metrics: the GPU
 readings (gpu_health's ``qwen3vl_gpu_*``) and ``qwen3vl_gpu_watch_fenced`` per instance. A change is
 logged once. The first pass runs before the service reports ready (sd_notify), so the boot gate, ordered
@@ -90,8 +93,8 @@ HEALTH_DEFAULTS = {
 }
 
 
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message lists every problem."""
+# The configuration cannot be used; the message lists every problem (the boot gate's error, shared).
+ConfigError = instance_gate.ConfigError
 
 
 def _whole(value, what, errors, low, high):
@@ -206,15 +209,7 @@ def load_config(raw):
             errors.append("%s: %r is not a name or path" % (key, value))
         config[key] = value
     config["health"] = _health(raw.get("health", {}), errors)
-    instances = raw.get("instances")
-    if not isinstance(instances, list):
-        errors.append("instances: %r is not a list" % (instances,))
-        instances = []
-    config["instances"] = [_instance(item, index, errors) for index, item in enumerate(instances)]
-    ids = [item["id"] for item in config["instances"] if item]
-    duplicates = sorted({ident for ident in ids if ids.count(ident) > 1})
-    if duplicates:
-        errors.append("instances: ids used twice: %s" % ", ".join(duplicates))
+    config["instances"] = instance_gate.instances_of(raw, _instance, errors)
     if errors:
         raise ConfigError("; ".join(errors))
     return config
@@ -364,8 +359,10 @@ def metrics(instances, tracks, now):
 class Watch:
     """Reads the GPUs every interval and fences or releases the instances on them."""
 
-    def __init__(self, config, *, log=None, clock=time.time, sleep=time.sleep):
+    def __init__(self, config, *, config_path=None, log=None, clock=time.time, sleep=time.sleep):
         self.config = config
+        self.config_path = config_path
+        self.config_stamp = self._stamp()
         self.log = log or instance_gate.say
         self.clock = clock
         self.sleep = sleep
@@ -374,6 +371,35 @@ class Watch:
         self.tracks = {item["id"]: Track() for item in config["instances"]}
         self.last = {"verdict": None, "problem": None, "backend": None, "collected": None}
         self.kernel_log_problem = None
+
+    def _stamp(self):
+        if not self.config_path:
+            return None
+        try:
+            info = os.stat(self.config_path)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+    def maybe_reload(self):
+        """Take up a changed configuration file (the role writes it before it starts instances) without a
+        restart: instances that stay keep their state, new ones start healthy. A broken file is logged and the
+        old configuration kept. Returns True when it changed."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self.config_stamp:
+            return False
+        self.config_stamp = stamp
+        try:
+            with open(self.config_path, encoding="utf-8") as handle:
+                config = load_config(json.load(handle))
+        except (OSError, ValueError) as exc:
+            self.log("configuration %s not taken up, the old one stays: %s" % (self.config_path, exc))
+            return False
+        self.config = config
+        self.nvml = pynvml if config["health"]["backend"] in ("auto", "nvml") else None
+        self.tracks = {item["id"]: self.tracks.get(item["id"], Track()) for item in config["instances"]}
+        self.log("configuration %s taken up" % self.config_path)
+        return True
 
     def read_gpus(self):
         health = self.config["health"]
@@ -590,6 +616,7 @@ class Watch:
             self.log("cannot notify systemd: %s" % exc)
         while not once:
             self.sleep(self.config["interval"])
+            self.maybe_reload()
             fenced = self.check_round()
         return fenced
 
@@ -613,4 +640,4 @@ def main(argv=None):
         return 2
     if "--check-config" in flags:
         return 0
-    return 1 if Watch(config).run_forever(once="--once" in flags) else 0
+    return 1 if Watch(config, config_path=paths[0]).run_forever(once="--once" in flags) else 0

@@ -172,18 +172,25 @@ def load_config(raw):
     if not isinstance(docker, str) or not docker:
         errors.append("docker: %r is not a command name or path" % (docker,))
     config["docker"] = docker
+    config["instances"] = instances_of(raw, _instance, errors)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return config
+
+
+def instances_of(raw, parse, errors):
+    """A configuration's instances, each read by ``parse(item, index, errors)``; an id used twice is an error
+    (the GPU watch's configuration is read the same way)."""
     instances = raw.get("instances")
     if not isinstance(instances, list):
         errors.append("instances: %r is not a list" % (instances,))
         instances = []
-    config["instances"] = [_instance(item, index, errors) for index, item in enumerate(instances)]
-    ids = [item["id"] for item in config["instances"] if item]
+    parsed = [parse(item, index, errors) for index, item in enumerate(instances)]
+    ids = [item["id"] for item in parsed if item]
     duplicates = sorted({ident for ident in ids if ids.count(ident) > 1})
     if duplicates:
         errors.append("instances: ids used twice: %s" % ", ".join(duplicates))
-    if errors:
-        raise ConfigError("; ".join(errors))
-    return config
+    return parsed
 
 
 # --------------------------------------------------------------------------------------------

@@ -304,3 +304,30 @@ def test_cli_checks_the_configuration(tmp_path, capsys):
     assert gpu_watch.main([str(path), "--check-config"]) == 2
     assert "fall: 0 is not a whole number" in capsys.readouterr().err
     assert gpu_watch.main([]) == 2
+
+
+def test_a_changed_configuration_is_taken_up_before_the_next_pass(tmp_path):
+    path = tmp_path / "watch.json"
+    path.write_text(json.dumps(raw_config(tmp_path, fall=1)))
+    config = gpu_watch.load_config(json.loads(path.read_text()))
+    os.makedirs(config["textfile"])
+    lines = []
+    watch = gpu_watch.Watch(config, config_path=str(path), log=lines.append)
+    watch.run = Recorder()
+    assert watch.maybe_reload() is False  # unchanged
+    # GPU 1 now read from the recording where it has double-bit ECC errors
+    path.write_text(json.dumps(raw_config(tmp_path, scenario="h100_2x_gpu1_dbe", fall=1)))
+    assert watch.maybe_reload() is True
+    assert lines[-1].endswith("taken up")
+    assert watch.check_round() == 1 and watch.tracks["1"].fenced
+    # a broken file is refused and the configuration in use stays
+    path.write_text('{"fall": 0, "instances": []}')
+    assert watch.maybe_reload() is False
+    assert "not taken up, the old one stays: fall: 0" in lines[-1]
+    assert set(watch.tracks) == {"0", "1"} and watch.tracks["1"].fenced
+    # an instance dropped from the configuration is no longer watched; the others keep their state
+    raw = raw_config(tmp_path, scenario="h100_2x_gpu1_dbe", fall=1)
+    raw["instances"] = raw["instances"][1:]
+    path.write_text(json.dumps(raw))
+    assert watch.maybe_reload() is True
+    assert set(watch.tracks) == {"1"} and watch.tracks["1"].fenced

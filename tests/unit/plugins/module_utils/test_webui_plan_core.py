@@ -234,11 +234,16 @@ def test_gate_blocks_an_instance_whose_mount_is_missing_and_says_which_directory
     )
 
 
-def test_gate_config_leaves_out_instances_blocked_by_their_gpu_only():
+def gpu1_unhealthy():
+    """Two planned instances, gated with GPU 1 unhealthy."""
     instances = plan(gpus="auto")["instances"]
-    gated = core.gate(
+    return core.gate(
         instances, None, {"gpus": [{"index": 0, "status": "healthy"}, {"index": 1, "status": "unhealthy"}]}
     )
+
+
+def test_gate_config_leaves_out_instances_blocked_by_their_gpu_only():
+    gated = gpu1_unhealthy()
     settings = {
         "gate_dir": "/run/qwen3vl-gate",
         "textfile_dir": "",
@@ -259,10 +264,7 @@ def test_gate_config_leaves_out_instances_blocked_by_their_gpu_only():
 
 
 def test_gpu_watch_config_watches_every_instance_without_the_deploy_time_rules():
-    instances = plan(gpus="auto")["instances"]
-    gated = core.gate(
-        instances, None, {"gpus": [{"index": 0, "status": "healthy"}, {"index": 1, "status": "unhealthy"}]}
-    )
+    gated = gpu1_unhealthy()
     settings = {
         "gate_dir": "/run/qwen3vl-gate",
         "textfile_dir": "/var/lib/prometheus/node-exporter",
