@@ -322,10 +322,15 @@ def sd_notify(text, environ=None):
     return True
 
 
+# nvidia-smi can hang when a GPU drops off the bus; a reading that takes this long counts as unreadable
+# (and with ``fall`` such readings in a row, the instances are fenced).
+READ_TIMEOUT = 30
+
+
 def _run_text(argv):
     """(rc, stdout, stderr) of a program, as gpu_health's readers expect."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=READ_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         return 127, "", str(exc)
     return proc.returncode, proc.stdout, proc.stderr
