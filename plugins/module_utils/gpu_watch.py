@@ -46,6 +46,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import instance_gate
@@ -375,6 +376,7 @@ class Watch:
         self.nvml = pynvml if config["health"]["backend"] in ("auto", "nvml") else None
         self.tracks = {item["id"]: Track() for item in config["instances"]}
         self.last = {"verdict": None, "problem": None, "backend": None, "collected": None}
+        self.stuck = None  # a reader thread that has not returned
         self.kernel_log_problem = None
 
     def _stamp(self):
@@ -414,12 +416,36 @@ class Watch:
         health = self.config["health"]
         return gpu_read.read_kernel_log(health["xid_source"], health["kernel_log_path"], _run_text, shutil.which)
 
+    def read_host(self):
+        """The GPUs and the kernel log, in a thread given READ_TIMEOUT + 5 s: a reader stuck in the kernel (an
+        nvidia-smi in uninterruptible sleep on a GPU that fell off the bus) cannot be killed, and must not stop
+        the watch. While a stuck reader has not returned, no other is started. Raises GpuHealthError."""
+        if self.stuck is not None and self.stuck.is_alive():
+            raise GpuHealthError("an earlier reading of the GPUs has not returned (a hung driver?)")
+        self.stuck = None
+        outcome = {}
+
+        def work():
+            try:
+                outcome["value"] = (self.read_gpus(), self.read_kernel_log())
+            except GpuHealthError as exc:  # NoDriverError is one
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(READ_TIMEOUT + 5)
+        if worker.is_alive():
+            self.stuck = worker
+            raise GpuHealthError("reading the GPUs did not return within %d s (a hung driver?)" % (READ_TIMEOUT + 5))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
     def read(self):
         """(verdict, problem) of one reading of the GPUs and the kernel log (plus the drill file)."""
         try:
-            backend, collected = self.read_gpus()
-            text, _source, problem = self.read_kernel_log()
-        except GpuHealthError as exc:  # NoDriverError is one
+            (backend, collected), (text, _source, problem) = self.read_host()
+        except GpuHealthError as exc:
             self.last.update(verdict=None, problem=str(exc), backend=None, collected=None)
             return None, str(exc)
         if problem != self.kernel_log_problem:

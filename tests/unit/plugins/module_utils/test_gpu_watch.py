@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,42 @@ def test_a_changed_configuration_is_taken_up_before_the_next_pass(tmp_path):
     path.write_text(json.dumps(raw))
     assert watch.maybe_reload() is True
     assert set(watch.tracks) == {"1"} and watch.tracks["1"].fenced
+
+
+def test_a_hung_nvidia_smi_is_an_unreadable_reading(tmp_path, monkeypatch):
+    hung = tmp_path / "nvidia-smi-hung"
+    hung.write_text("#!/bin/sh\nsleep 30\n")
+    hung.chmod(0o755)
+    raw = raw_config(tmp_path, fall=1)
+    raw["health"]["nvidia_smi_path"] = str(hung)
+    config = gpu_watch.load_config(raw)
+    os.makedirs(config["textfile"])
+    monkeypatch.setattr(gpu_watch, "READ_TIMEOUT", 1)
+    watch = gpu_watch.Watch(config, log=[].append)
+    watch.run = Recorder()
+    assert watch.check_round() == 2
+    document = state(watch)
+    assert {item["reason"] for item in document["instances"].values()} == {"gpu_unreadable"}
+    assert "timed out" in document["problem"], document["problem"]
+
+
+def test_a_reader_stuck_in_the_kernel_does_not_stop_the_watch(tmp_path, monkeypatch):
+    """A reading that never returns (nvidia-smi in uninterruptible sleep cannot be killed) is given up after
+    READ_TIMEOUT + 5 s; while it is stuck no second one is started, and the readings count as unreadable."""
+    release = threading.Event()
+    watch, _lines = make_watch(tmp_path, fall=2)
+    calls = []
+
+    def stuck_reading():
+        calls.append(1)
+        release.wait(30)
+        raise gpu_watch.GpuHealthError("released")
+
+    monkeypatch.setattr(gpu_watch, "READ_TIMEOUT", -4.8)  # gives up after 0.2 s
+    watch.read_gpus = stuck_reading
+    assert watch.check_round() == 0
+    assert "did not return within" in state(watch)["problem"]
+    assert watch.check_round() == 2  # the second bad reading, without a second reader
+    assert "has not returned" in state(watch)["problem"]
+    assert len(calls) == 1
+    release.set()
