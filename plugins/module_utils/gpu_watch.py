@@ -33,8 +33,9 @@ before it starts instances, so the watch never judges an instance by settings ol
 
 Each pass writes its state as JSON and, when a textfile directory is set, node_exporter metrics: the GPU
 readings (gpu_health's ``qwen3vl_gpu_*``) and ``qwen3vl_gpu_watch_fenced`` per instance. A change is
-logged once. The first pass runs before the service reports ready (sd_notify), so the boot gate, ordered
-after it, never starts an instance whose GPU is already known bad.
+logged once. The first pass runs before the service reports ready (sd_notify) and fences an instance that
+has not been started yet on one bad reading, so the boot gate, ordered after it, never starts an instance
+whose GPU is already known bad.
 
 Pure Python, standard library; the host is reached through attributes of :class:`Watch` that the unit tests
 replace (read_gpus, read_kernel_log, run, clock, sleep).
@@ -469,15 +470,22 @@ class Watch:
         self.last.update(verdict=verdict, problem=None, backend=backend, collected=collected)
         return verdict, None
 
-    def check_round(self):
-        """One pass: read, judge, fence or release. Returns the number of fenced instances."""
+    def check_round(self, first=False):
+        """One pass: read, judge, fence or release. Returns the number of fenced instances.
+
+        ``first``: the pass before the service reports ready. An instance without its links then has not been
+        started (a boot: the boot gate waits for this pass): one bad reading fences it, since a false alarm
+        stops nothing. A running one (the watch restarted by a converge) waits for ``fall`` as always."""
         now = self.clock()
         verdict, problem = self.read()
         judged = judge(self.config["instances"], verdict, problem)
         for instance in self.config["instances"]:
             track = self.tracks[instance["id"]]
             ok, reason, detail = judged[instance["id"]]
-            action = track.step(ok, self.config["fall"], self.config["rise"])
+            idle = first and not any(
+                os.path.lexists(path) for path in link_paths(self.config["gate_dir"], instance["id"])
+            )
+            action = track.step(ok, 1 if idle else self.config["fall"], self.config["rise"])
             if action == "fence":
                 self._fence(instance, track, reason, detail, now)
             elif action == "release":
@@ -640,7 +648,7 @@ class Watch:
     def run_forever(self, once=False):
         """Pass after pass, every interval (the first one before telling systemd it is ready)."""
         self.adopt_markers()
-        fenced = self.check_round()
+        fenced = self.check_round(first=True)
         try:
             sd_notify("READY=1")
         except OSError as exc:

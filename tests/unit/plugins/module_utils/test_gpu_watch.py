@@ -371,3 +371,21 @@ def test_a_reader_stuck_in_the_kernel_does_not_stop_the_watch(tmp_path, monkeypa
     assert "has not returned" in state(watch)["problem"]
     assert len(calls) == 1
     release.set()
+
+
+def test_the_first_pass_fences_on_one_bad_reading(tmp_path):
+    """Before the watch reports ready (at boot, nothing started yet) one bad reading is enough: the boot gate,
+    ordered after it, must not start an instance on a GPU already known bad."""
+    watch, _lines = make_watch(tmp_path, fall=3)
+    for path in gpu_watch.link_paths(watch.config["gate_dir"], "0"):
+        os.unlink(path)  # a boot: /run is empty, nothing started
+    Path(watch.config["drill_file"]).write_text(XID_79_GPU0)
+    assert watch.run_forever(once=True) == 1
+    assert os.path.exists(instance_gate.fence_marker(watch.config["gate_dir"], "0"))
+
+
+def test_a_restart_beside_running_instances_still_waits_for_fall(tmp_path):
+    watch, _lines = make_watch(tmp_path, fall=3)  # both instances have their links: they run
+    Path(watch.config["drill_file"]).write_text(XID_79_GPU0)
+    assert watch.run_forever(once=True) == 0
+    assert watch.run.calls == []
