@@ -89,6 +89,7 @@ def test_a_clean_drill_passes_with_its_numbers():
     report = core.evaluate(records, events, dict(CONTEXT, rotation=rotation), thresholds)
     assert report["passed"] and report["failures"] == []
     assert report["leave_rotation_s"] == {"lb1": 0.2, "lb2": 0.25}
+    assert report["left_rotation_s"] == 0.25  # the last load balancer to act
     assert report["recover_s"] == 4.1
     assert report["windows"]["before"]["completed"] == 20 and report["windows"]["before"]["failed"] == 0
     # the first request started at or after inject_end (T + 0.25) ends 0.2 s later
