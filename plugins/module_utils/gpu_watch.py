@@ -284,31 +284,14 @@ class Track:
 # Acting on the host
 
 
-def link_paths(gate_dir, ident):
-    """The boot gate's links of an instance (instance_gate.links_of names them the same way)."""
-    base = os.path.join(gate_dir, ident)
-    return [base + ".model", base + ".data"]
+def has_links(gate_dir, ident):
+    """Whether any of the boot gate's links of the instance exists (it was started, or may be)."""
+    return any(os.path.lexists(path) for path in instance_gate.link_paths(gate_dir, ident))
 
 
 def stop_containers(docker, names, timeout, run=subprocess.run):
     """``docker stop`` each container, last first (the WebUI before its vLLM). Returns the problems."""
-    problems = []
-    for name in reversed(names):
-        try:
-            proc = run(
-                [docker, "stop", "--time", str(timeout), name],
-                capture_output=True,
-                text=True,
-                timeout=timeout + 60,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            problems.append("%s: %s" % (name, exc))
-            continue
-        text = (proc.stderr or proc.stdout or "").strip()
-        if proc.returncode != 0 and "No such container" not in text:
-            problems.append("%s: %s" % (name, text.splitlines()[-1] if text else "docker stop failed"))
-    return problems
+    return instance_gate.docker_each(docker, ["stop", "--time", str(timeout)], list(reversed(names)), timeout + 60, run)
 
 
 def sd_notify(text, environ=None):
@@ -363,6 +346,11 @@ def metrics(instances, tracks, now):
     return "\n".join(lines) + "\n"
 
 
+def nvml_for(config):
+    """The pynvml module where the backend may use NVML and it is installed, else None."""
+    return pynvml if config["health"]["backend"] in ("auto", "nvml") else None
+
+
 class Watch:
     """Reads the GPUs every interval and fences or releases the instances on them."""
 
@@ -374,7 +362,7 @@ class Watch:
         self.clock = clock
         self.sleep = sleep
         self.run = subprocess.run
-        self.nvml = pynvml if config["health"]["backend"] in ("auto", "nvml") else None
+        self.nvml = nvml_for(config)
         self.tracks = {item["id"]: Track() for item in config["instances"]}
         self.last = {"verdict": None, "problem": None, "backend": None, "collected": None}
         self.stuck = None  # a reader thread that has not returned
@@ -398,13 +386,12 @@ class Watch:
             return False
         self.config_stamp = stamp
         try:
-            with open(self.config_path, encoding="utf-8") as handle:
-                config = load_config(json.load(handle))
+            config = instance_gate.read_config(self.config_path, load_config)
         except (OSError, ValueError) as exc:
             self.log("configuration %s not taken up, the old one stays: %s" % (self.config_path, exc))
             return False
         self.config = config
-        self.nvml = pynvml if config["health"]["backend"] in ("auto", "nvml") else None
+        self.nvml = nvml_for(config)
         self.tracks = {item["id"]: self.tracks.get(item["id"], Track()) for item in config["instances"]}
         self.log("configuration %s taken up" % self.config_path)
         return True
@@ -482,9 +469,7 @@ class Watch:
         for instance in self.config["instances"]:
             track = self.tracks[instance["id"]]
             ok, reason, detail = judged[instance["id"]]
-            idle = first and not any(
-                os.path.lexists(path) for path in link_paths(self.config["gate_dir"], instance["id"])
-            )
+            idle = first and not has_links(self.config["gate_dir"], instance["id"])
             action = track.step(ok, 1 if idle else self.config["fall"], self.config["rise"])
             if action == "fence":
                 self._fence(instance, track, reason, detail, now)
@@ -511,7 +496,7 @@ class Watch:
             )
         except OSError as exc:
             problems.append("cannot write the fence marker: %s" % exc)
-        for path in link_paths(gate_dir, instance["id"]):
+        for path in instance_gate.link_paths(gate_dir, instance["id"]):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -545,7 +530,7 @@ class Watch:
             )
             return
         # Links made again while the marker stays (by hand): take them away again.
-        if any(os.path.lexists(path) for path in link_paths(gate_dir, instance["id"])):
+        if has_links(gate_dir, instance["id"]):
             self.log("instance %s: its links came back while fenced; fencing again" % instance["id"])
             self._fence(instance, track, track.reason, track.detail, now)
         elif not ok:
@@ -587,11 +572,8 @@ class Watch:
     def adopt_markers(self):
         """Instances fenced by an earlier run of the watch (the service restarted) stay fenced."""
         for ident, track in self.tracks.items():
-            path = instance_gate.fence_marker(self.config["gate_dir"], ident)
-            try:
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    text = handle.read().strip()
-            except OSError:
+            text = instance_gate.read_fence(self.config["gate_dir"], ident)
+            if text is None:
                 continue
             reason, _sep, detail = text.partition(": ")
             track.fenced, track.reason, track.detail, track.since = (
@@ -672,8 +654,7 @@ def main(argv=None):
         instance_gate.say(USAGE, sys.stderr)
         return 2
     try:
-        with open(paths[0], encoding="utf-8") as handle:
-            config = load_config(json.load(handle))
+        config = instance_gate.read_config(paths[0], load_config)
     except (OSError, ValueError) as exc:
         instance_gate.say("qwen3vl-gpu-watch: %s: %s" % (paths[0], exc), sys.stderr)
         return 2

@@ -267,12 +267,18 @@ def stat_within(path, timeout):
 # One instance
 
 
+def link_paths(gate_dir, ident):
+    """The paths of an instance's two links, to its model directory and to its data directory."""
+    base = os.path.join(gate_dir, ident)
+    return base + ".model", base + ".data"
+
+
 def links_of(gate_dir, instance):
     """{link path: target} for an instance: its model directory and, when it has one, its data directory."""
-    base = os.path.join(gate_dir, instance["id"])
-    links = {base + ".model": instance["model_dir"]}
+    model, data = link_paths(gate_dir, instance["id"])
+    links = {model: instance["model_dir"]}
     if instance.get("data_dir"):
-        links[base + ".data"] = instance["data_dir"]
+        links[data] = instance["data_dir"]
     return links
 
 
@@ -364,20 +370,26 @@ def make_link(path, target):
     return True
 
 
-def start_containers(docker, names, run=subprocess.run):
-    """``docker start`` each container in order (a running one is left as it is, one not created yet is
-    skipped). Returns the problems."""
+def docker_each(docker, args, names, timeout, run=subprocess.run):
+    """``docker ARGS NAME`` for each container in order; one not created yet is skipped (the role creates it).
+    Returns the problems."""
     problems = []
     for name in names:
         try:
-            proc = run([docker, "start", name], capture_output=True, text=True, timeout=120, check=False)
+            proc = run([docker] + list(args) + [name], capture_output=True, text=True, timeout=timeout, check=False)
         except (OSError, subprocess.SubprocessError) as exc:
             problems.append("%s: %s" % (name, exc))
             continue
         text = (proc.stderr or proc.stdout or "").strip()
-        if proc.returncode != 0 and "No such container" not in text:  # not created yet: the role creates it
-            problems.append("%s: %s" % (name, text.splitlines()[-1] if text else "docker start failed"))
+        if proc.returncode != 0 and "No such container" not in text:
+            problems.append("%s: %s" % (name, text.splitlines()[-1] if text else "docker %s failed" % args[0]))
     return problems
+
+
+def start_containers(docker, names, run=subprocess.run):
+    """``docker start`` each container in order (a running one is left as it is, one not created yet is
+    skipped). Returns the problems."""
+    return docker_each(docker, ["start"], names, 120, run)
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,6 +520,13 @@ def say(text, stream=None):
     (stream or sys.stdout).flush()
 
 
+def read_config(path, load):
+    """A JSON configuration file through ``load`` (this module's or the GPU watch's load_config). Raises
+    OSError, or ValueError (ConfigError and bad JSON are ValueErrors)."""
+    with open(path, encoding="utf-8") as handle:
+        return load(json.load(handle))
+
+
 USAGE = "usage: qwen3vl-instance-gate CONFIG.json [--check-config | --once] [--no-start]"
 
 
@@ -521,8 +540,7 @@ def main(argv=None):
         say(USAGE, sys.stderr)
         return 2
     try:
-        with open(paths[0], encoding="utf-8") as handle:
-            config = load_config(json.load(handle))
+        config = read_config(paths[0], load_config)
     except (OSError, ValueError) as exc:
         say("qwen3vl-instance-gate: %s: %s" % (paths[0], exc), sys.stderr)
         return 2

@@ -75,7 +75,7 @@ def make_watch(tmp_path, **overrides):
     watch.run = Recorder()
     # the links the boot gate made for both instances
     for ident in ("0", "1"):
-        for path in gpu_watch.link_paths(config["gate_dir"], ident):
+        for path in instance_gate.link_paths(config["gate_dir"], ident):
             instance_gate.make_link(path, "/srv/somewhere")
     return watch, lines
 
@@ -152,8 +152,8 @@ def test_a_fatal_xid_fences_its_instance_after_fall_passes_and_only_that_one(tmp
         ["docker", "stop", "--time", "7", "qwen3vl-webui-0"],
         ["docker", "stop", "--time", "7", "qwen3vl-vllm-0"],
     ]
-    assert not any(os.path.lexists(path) for path in gpu_watch.link_paths(gate_dir, "0"))
-    assert all(os.path.lexists(path) for path in gpu_watch.link_paths(gate_dir, "1"))
+    assert not any(os.path.lexists(path) for path in instance_gate.link_paths(gate_dir, "0"))
+    assert all(os.path.lexists(path) for path in instance_gate.link_paths(gate_dir, "1"))
     marker = Path(instance_gate.fence_marker(gate_dir, "0")).read_text()
     assert marker.startswith("gpu_unhealthy: GPU 0:") and "79" in marker
     assert len(lines) == 1 and lines[0].startswith("instance 0: fenced (gpu_unhealthy)")
@@ -216,7 +216,7 @@ def test_a_marker_removed_by_the_role_is_a_release(tmp_path):
     drill.unlink()
     # a converge whose GPU check passed: the marker goes, the links come back, the containers start
     os.unlink(instance_gate.fence_marker(watch.config["gate_dir"], "0"))
-    link = gpu_watch.link_paths(watch.config["gate_dir"], "0")[0]
+    link = instance_gate.link_paths(watch.config["gate_dir"], "0")[0]
     instance_gate.make_link(link, "/srv/somewhere")
     watch.run.calls.clear()
     assert watch.check_round() == 0
@@ -231,7 +231,7 @@ def test_links_made_again_while_fenced_are_taken_away_again(tmp_path):
     watch, lines = make_watch(tmp_path, fall=1)
     Path(watch.config["drill_file"]).write_text(XID_79_GPU0)
     watch.check_round()
-    link = gpu_watch.link_paths(watch.config["gate_dir"], "0")[0]
+    link = instance_gate.link_paths(watch.config["gate_dir"], "0")[0]
     instance_gate.make_link(link, "/srv/somewhere")  # a converge of the role
     watch.run.calls.clear()
     watch.check_round()
@@ -377,7 +377,7 @@ def test_the_first_pass_fences_on_one_bad_reading(tmp_path):
     """Before the watch reports ready (at boot, nothing started yet) one bad reading is enough: the boot gate,
     ordered after it, must not start an instance on a GPU already known bad."""
     watch, _lines = make_watch(tmp_path, fall=3)
-    for path in gpu_watch.link_paths(watch.config["gate_dir"], "0"):
+    for path in instance_gate.link_paths(watch.config["gate_dir"], "0"):
         os.unlink(path)  # a boot: /run is empty, nothing started
     Path(watch.config["drill_file"]).write_text(XID_79_GPU0)
     assert watch.run_forever(once=True) == 1
