@@ -27,6 +27,33 @@ _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GROUP_KEYS = ("all", "gpu", "lb", "monitoring", "nfs_server")
 
+# The roles' textfile metrics name the model instance `instance` and the checker's backend host `host`,
+# which Prometheus owns for the target: it keeps the textfile's as `exported_instance` and `exported_host`.
+# These rules give them names of their own - `model_instance` on the GPU host's gate and fence metrics (the
+# same label as the vLLM job's, so an alert about an instance matches its vLLM target's), `backend_host`
+# and `backend_instance` on a load balancer's rotation metrics - and drop the exported_* copies.
+TEXTFILE_RELABEL = [
+    {
+        "source_labels": ["__name__", "exported_instance"],
+        "regex": "qwen3vl_(gpu_watch_fenced|instance_gate_open);(.+)",
+        "target_label": "model_instance",
+        "replacement": "$2",
+    },
+    {
+        "source_labels": ["__name__", "exported_instance"],
+        "regex": "qwen3vl_lb_backend_(in_rotation|transitions_total);(.+)",
+        "target_label": "backend_instance",
+        "replacement": "$2",
+    },
+    {
+        "source_labels": ["__name__", "exported_host"],
+        "regex": "qwen3vl_lb_backend_(in_rotation|transitions_total);(.+)",
+        "target_label": "backend_host",
+        "replacement": "$2",
+    },
+    {"regex": "exported_instance|exported_host", "action": "labeldrop"},
+]
+
 
 def duration_seconds(text):
     """Seconds in a Prometheus duration ("1m30s"), or None when it is not one."""
@@ -127,7 +154,11 @@ def scrape_configs(hosts, groups, settings):
 
     job("prometheus", [(at(n, settings["port"]), {"host": n}) for n in members("monitoring")])
     job("alertmanager", [(at(n, settings["alertmanager_port"]), {"host": n}) for n in members("monitoring")])
-    job("node", [(at(n, settings["node_exporter_port"]), {"host": n}) for n in members("all")])
+    job(
+        "node",
+        [(at(n, settings["node_exporter_port"]), {"host": n}) for n in members("all")],
+        metric_relabel_configs=TEXTFILE_RELABEL,
+    )
     job("nginx", [(at(n, settings["nginx_exporter_port"]), {"host": n}) for n in members("lb")])
 
     vllm, health = [], []

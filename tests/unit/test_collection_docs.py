@@ -587,7 +587,7 @@ PLANNED = {
     "prometheus": ["roles/prometheus"],
     "alertmanager": ["roles/alertmanager"],
     "blackbox": ["roles/blackbox_exporter", "roles/prometheus"],
-    "grafana": ["roles/grafana"],
+    "grafana": ["roles/grafana", "dashboards/qwen3vl-service.json"],
     "monitoring": ["roles/prometheus"],
     "drill": ["playbooks/drills"],
     "firewall": ["roles/firewall", "roles/nftables"],
@@ -602,6 +602,11 @@ ROLE_WORDS = {
     "nfs_client": ["nfs"],
     "nginx_lb": ["nginx"],
     "keepalived": ["keepalived"],
+    "node_exporter": ["node_exporter", "exporters"],
+    "nginx_exporter": ["nginx exporter", "exporters"],
+    "blackbox_exporter": ["blackbox"],
+    "prometheus": ["prometheus"],
+    "alertmanager": ["alertmanager"],
 }
 
 
