@@ -9,10 +9,13 @@ import re
 import ssl
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "molecule" / "shared"))
@@ -284,6 +287,173 @@ def test_a_gpu_host_restarted_without_its_data_share_serves_only_once_it_returns
         )
     )
     assert split["after"] == [], split["after"][:5]
+
+
+def test_monitor1_scrapes_every_target_the_inventory_implies_and_all_answer(lab):
+    """Prometheus on monitor1 was given no list: its targets come from the inventory and the webui role's
+    records. Every one must be there and up, every probe (VIP over HTTPS, storage1's NFS port, each
+    instance's /health) must succeed."""
+    settings = yaml.safe_load((REPO / "inventories" / "lab" / "group_vars" / "monitoring.yml").read_text())
+    bound = (
+        2 * (_duration_s(settings["prometheus_scrape_interval"]) + _duration_s(settings["prometheus_scrape_timeout"]))
+        + 5
+    )
+    expected = {("prometheus", "monitor1"), ("alertmanager", "monitor1"), ("blackbox_nfs", "storage1")}
+    expected |= {("node", host) for host in HOSTS} | {("nginx", lb) for lb in ("lb1", "lb2")}
+    expected |= {(job, gpu) for job in ("vllm", "blackbox_instance") for gpu in ("gpu1", "gpu2")}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def query(path):
+        with opener.open("http://172.29.72.41:9090" + path, timeout=10) as response:
+            return json.load(response)["data"]
+
+    def state():
+        found = {}
+        for target in query("/api/v1/targets")["activeTargets"]:
+            labels = target["labels"]
+            found[(labels["job"], labels.get("host", labels.get("vip")))] = target["health"]
+        return found
+
+    def all_up():
+        found = state()
+        return set(found) == expected | {("blackbox_vip", VIP)} and all(h == "up" for h in found.values())
+
+    try:
+        wait_for("every target up", all_up, bound)
+    except AssertionError:
+        raise AssertionError("targets of monitor1 after %d s: %s" % (bound, state())) from None
+    failing = [r["metric"] for r in query("/api/v1/query?query=probe_success%3D%3D0")["result"]]
+    assert failing == [], failing
+
+
+def test_every_panel_of_the_shipped_dashboard_returns_data_from_the_labs_prometheus(lab):
+    """dashboards/qwen3vl-service.json: each panel's queries, with Grafana's variables filled in as Grafana
+    would ($host = every host, $__rate_interval = 1m), parse in monitor1's Prometheus and return data, after
+    a few seconds of chat load through the VIP (the rate and latency panels need requests to look at)."""
+    settings = yaml.safe_load((REPO / "inventories" / "lab" / "group_vars" / "monitoring.yml").read_text())
+    scrape = _duration_s(settings["prometheus_scrape_interval"]) + _duration_s(settings["prometheus_scrape_timeout"])
+    key = re.search(r"^webui_vllm_api_key: (\S+)", (REPO / "inventories/lab/group_vars/gpu.yml").read_text(), re.M)
+    load = Load(VIP, [("api", api_chat(VIP, key.group(1), "Qwen3-VL-4B-Instruct"))], 2)
+    with load:
+        time.sleep(2 * scrape + 2)
+    dashboard = json.loads((REPO / "dashboards" / "qwen3vl-service.json").read_text())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    empty, failed = [], []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "1m").replace("$host", ".*")
+            url = "http://172.29.72.41:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+            try:
+                with opener.open(url, timeout=10) as response:
+                    result = json.load(response)["data"]["result"]
+            except urllib.error.HTTPError as exc:
+                failed.append("%s [%s]: %s" % (panel["title"], target["refId"], exc.read().decode()[:300]))
+                continue
+            if not result:
+                empty.append("%s [%s]: %s" % (panel["title"], target["refId"], expr))
+    assert not failed, "queries Prometheus refused:\n" + "\n".join(failed)
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def _duration_s(text):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"([0-9]+)(ms|s|m|h)", str(text))
+    assert match, "not a simple duration: %r" % text
+    return int(match.group(1)) * units[match.group(2)]
+
+
+def _notifications():
+    rc, out = in_host("monitor1", "cat /var/log/qwen3vl-alerts.jsonl 2>/dev/null || true")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _notified(alertname, host, status, after):
+    """The first notification received after ``after`` that carries ``alertname`` for ``host`` with ``status``."""
+    for note in _notifications():
+        if note["received"] < after:
+            continue
+        for alert in note["alerts"]:
+            if alert["labels"].get("alertname") == alertname and alert["labels"].get("host") == host:
+                if alert["status"] == status:
+                    return note, alert
+    return None
+
+
+def test_a_stopped_vllm_is_alerted_through_the_receiver_and_resolved_after_it_returns(lab):
+    """gpu1's vLLM container is stopped (it stays down: Docker's restart policy leaves a stopped container
+    alone): monitor1's Prometheus finds its target down, the instance-down alert fires after its `for:` and
+    Alertmanager delivers it to the lab's receiver (the alert recorder, a chat bridge's stand-in). Started
+    again, the resolved notification follows. Both bounds come from the lab's monitoring settings."""
+    settings = yaml.safe_load((REPO / "inventories" / "lab" / "group_vars" / "monitoring.yml").read_text())
+    scrape = _duration_s(settings["prometheus_scrape_interval"]) + _duration_s(settings["prometheus_scrape_timeout"])
+    evaluation = _duration_s(settings["prometheus_evaluation_interval"])
+    margin = 5  # a busy 2-core machine: the scrape, rule and notification loops each run a little late
+    # a failed scrape, the rule's first sight of it, `for:`, the evaluation that fires, then Alertmanager's group wait
+    fire_bound = (
+        scrape
+        + evaluation
+        + _duration_s(settings["prometheus_alert_down_for"])
+        + evaluation
+        + _duration_s(settings["alertmanager_group_wait"])
+        + margin
+    )
+    # the first good scrape, the evaluation that resolves, the group's next flush
+    resolve_bound = scrape + evaluation + _duration_s(settings["alertmanager_group_interval"]) + margin
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def vllm_answers():
+        try:
+            with opener.open("http://172.29.72.21:8000/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    fault = time.time()
+    assert in_host("gpu1", "docker stop -t 10 qwen3vl-vllm-0")[0] == 0
+    stopped = time.time()
+    try:
+        fired_at = wait_for(
+            "the instance-down alert reaches the receiver",
+            lambda: _notified("QwenVLLMDown", "gpu1", "firing", fault),
+            fire_bound + (stopped - fault),
+            step=0.5,
+        )
+        note, alert = _notified("QwenVLLMDown", "gpu1", "firing", fault)
+        assert alert["labels"]["model_instance"] == "0" and alert["labels"]["severity"] == "critical", alert
+        fired = note["received"] - stopped
+    finally:
+        assert in_host("gpu1", "docker start qwen3vl-vllm-0")[0] == 0
+    wait_for("gpu1's vLLM answers again", vllm_answers, 120)
+    back = time.time()
+    wait_for(
+        "the resolved notification reaches the receiver",
+        lambda: _notified("QwenVLLMDown", "gpu1", "resolved", back - 1),
+        resolve_bound + 1,
+        step=0.5,
+    )
+    resolved = _notified("QwenVLLMDown", "gpu1", "resolved", back - 1)[0]["received"] - back
+    for lb in ("lb1", "lb2"):
+        wait_for(lb + " has gpu1 back in rotation", lambda lb=lb: all_in_rotation(lb, "gpu1"), 60)
+    print(
+        "\ngpu1's vLLM stopped: QwenVLLMDown delivered %.1f s after the stop (bound %.0f s: scrape %s + timeout %s, "
+        "2 evaluations of %s, for %s, group wait %s, margin %d s); resolved delivered %.1f s after it answered "
+        "again (bound %.0f s)"
+        % (
+            fired,
+            fire_bound,
+            settings["prometheus_scrape_interval"],
+            settings["prometheus_scrape_timeout"],
+            settings["prometheus_evaluation_interval"],
+            settings["prometheus_alert_down_for"],
+            settings["alertmanager_group_wait"],
+            margin,
+            resolved,
+            resolve_bound,
+        )
+    )
+    assert fired_at  # (wait_for raised otherwise)
+    assert fired <= fire_bound, "delivered after %.1f s, bound %.0f s" % (fired, fire_bound)
+    assert resolved <= resolve_bound, "resolved after %.1f s, bound %.0f s" % (resolved, resolve_bound)
 
 
 def test_second_converge_changes_nothing(lab):

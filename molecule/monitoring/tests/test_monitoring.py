@@ -1,0 +1,269 @@
+"""monitoring: node_exporter, Prometheus and a clustered Alertmanager on two systemd hosts, checked from outside.
+
+mon2 is also a GPU host with one stand-in vLLM instance (prepare.yml), so the vLLM job comes from the webui
+role's record as in production. HTTP goes from the machine running the tests to the scenario's own docker
+network; commands go to the scenario's containers (docker exec). Waits are derived from the scenario's
+scrape and evaluation intervals, never hard-coded.
+"""
+
+import functools
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCENARIO = Path(__file__).resolve().parents[1]
+REPO = SCENARIO.parents[1]
+sys.path.insert(0, str(SCENARIO.parent / "shared"))
+from playbook_run import recap_changed, run_converge  # noqa: E402
+
+converge = functools.partial(run_converge, SCENARIO, expect_rc=None)
+MON1, MON2 = "qwen3vl-mol-mon-mon1", "qwen3vl-mol-mon-mon2"
+ADDRESS = {MON1: "172.29.84.11", MON2: "172.29.84.12"}
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _settings():
+    values = yaml.safe_load((REPO / "roles" / "prometheus" / "defaults" / "main.yml").read_text())
+    values.update(yaml.safe_load((REPO / "roles" / "alertmanager" / "defaults" / "main.yml").read_text()))
+    scenario = yaml.safe_load((SCENARIO / "molecule.yml").read_text())
+    values.update(scenario["provisioner"]["inventory"]["group_vars"]["monitoring"])
+    return values
+
+
+S = _settings()
+
+
+def seconds(duration):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for unit in ("ms", "s", "m", "h"):
+        if duration.endswith(unit) and duration[: -len(unit)].isdigit():
+            return int(duration[: -len(unit)]) * units[unit]
+    raise ValueError(duration)
+
+
+SCRAPE_S = seconds(S["prometheus_scrape_interval"]) + seconds(S["prometheus_scrape_timeout"])
+EVAL_S = seconds(S["prometheus_evaluation_interval"])
+# a change reaches a query after a reload, the next scrape and its timeout; scheduling on a busy machine
+MARGIN_S = 5
+
+
+def sh(name, command, check=True):
+    proc = subprocess.run(["docker", "exec", name, "sh", "-c", command], capture_output=True, text=True, check=False)
+    if check:
+        assert proc.returncode == 0, "%s: %s: %s%s" % (name, command, proc.stdout, proc.stderr)
+    return proc
+
+
+def get(host, port, path):
+    with _OPENER.open("http://%s:%d%s" % (ADDRESS[host], port, path), timeout=10) as response:
+        return json.load(response)
+
+
+def prom(host, path, **params):
+    query = ("?" + urllib.parse.urlencode(params)) if params else ""
+    return get(host, S["prometheus_port"], path + query)["data"]
+
+
+def wait_for(check, limit, step=0.5):
+    """check() until it returns something true, or None after ``limit`` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(step)
+
+
+def targets(host):
+    return {
+        (t["labels"]["job"], t["labels"]["host"], t["labels"].get("model_instance")): t["health"]
+        for t in prom(host, "/api/v1/targets")["activeTargets"]
+    }
+
+
+def main_pid(name, unit):
+    return sh(name, "systemctl show -p MainPID --value %s" % unit).stdout.strip()
+
+
+def file_hash(name, path):
+    return hashlib.sha256(sh(name, "cat %s" % path).stdout.encode()).hexdigest()
+
+
+EXPECTED = {
+    ("prometheus", MON1, None),
+    ("prometheus", MON2, None),
+    ("alertmanager", MON1, None),
+    ("alertmanager", MON2, None),
+    ("node", MON1, None),
+    ("node", MON2, None),
+    ("vllm", MON2, "0"),
+    ("nginx", MON1, None),
+    ("blackbox_instance", MON2, "0"),
+}
+
+
+@pytest.mark.parametrize("host", [MON1, MON2])
+def test_every_target_comes_from_the_inventory_and_is_up(host):
+    up = wait_for(
+        lambda: set(targets(host)) == EXPECTED and all(h == "up" for h in targets(host).values()),
+        2 * SCRAPE_S + MARGIN_S,
+    )
+    assert up, "targets of %s: %s" % (host, targets(host))
+
+
+def test_a_textfile_metric_written_on_a_host_reaches_prometheus_with_its_host_label():
+    sh(MON2, "printf 'qwen3vl_molecule_probe 42\\n' > /var/lib/prometheus/node-exporter/molecule.prom")
+    try:
+        found = wait_for(
+            lambda: prom(MON1, "/api/v1/query", query="qwen3vl_molecule_probe")["result"], SCRAPE_S + MARGIN_S
+        )
+        assert found, "the textfile metric never reached Prometheus"
+        assert found[0]["metric"]["host"] == MON2 and found[0]["value"][1] == "42"
+    finally:
+        sh(MON2, "rm -f /var/lib/prometheus/node-exporter/molecule.prom")
+
+
+def test_the_alert_rules_are_loaded():
+    groups = {g["name"]: [r["name"] for r in g["rules"]] for g in prom(MON1, "/api/v1/rules")["groups"]}
+    assert "qwen3vl-monitoring" in groups and "Watchdog" in groups["qwen3vl-monitoring"], groups
+    assert any("QwenVLLMDown" in rules for rules in groups.values()), groups
+
+
+def test_the_rules_pass_their_promtool_unit_tests_as_deployed():
+    # the deployed file (rendered by the role with this scenario's settings: the alert thresholds are the
+    # defaults the test cases are written for) beside tests/rules' cases
+    test_file = (REPO / "tests" / "rules" / "qwen3vl.rules.test.yml").read_text()
+    sh(
+        MON1,
+        "rm -rf /tmp/rules-test && mkdir /tmp/rules-test && cp /etc/prometheus/rules/qwen3vl.rules.yml /tmp/rules-test/",
+    )
+    subprocess.run(
+        ["docker", "exec", "-i", MON1, "sh", "-c", "cat > /tmp/rules-test/qwen3vl.rules.test.yml"],
+        input=test_file,
+        text=True,
+        check=True,
+    )
+    out = sh(MON1, "cd /tmp/rules-test && promtool test rules qwen3vl.rules.test.yml", check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout + out.stderr
+
+
+def test_the_alertmanagers_form_one_cluster():
+    for host in (MON1, MON2):
+        status = get(host, S["alertmanager_port"], "/api/v2/status")["cluster"]
+        assert status["status"] == "ready", status
+        assert sorted(p["address"].split(":")[0] for p in status["peers"]) == sorted(ADDRESS.values())
+
+
+def recorded(host):
+    text = sh(host, "cat /var/log/qwen3vl-alerts.jsonl 2>/dev/null || true").stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_the_watchdog_fires_and_reaches_the_receiver():
+    # the Watchdog is firing from the first evaluation; the notification follows the group wait
+    bound = SCRAPE_S + 2 * EVAL_S + seconds(S["alertmanager_group_wait"]) + MARGIN_S
+    note = wait_for(
+        lambda: [
+            n
+            for h in (MON1, MON2)
+            for n in recorded(h)
+            if any(a["labels"].get("alertname") == "Watchdog" for a in n["alerts"])
+        ],
+        bound,
+    )
+    assert note, "no Watchdog notification within %.0f s" % bound
+
+
+def test_a_reload_applies_a_change_and_keeps_the_processes():
+    pids = {(h, u): main_pid(h, u) for h in (MON1, MON2) for u in ("prometheus", "prometheus-alertmanager")}
+    rc, out = converge({"prometheus_external_labels": {"site": "molecule"}, "alertmanager_repeat_interval": "3h"})
+    try:
+        assert rc == 0, out[-4000:]
+        assert recap_changed(out) > 0
+        for host in (MON1, MON2):
+            # (a reload is a SIGHUP: the servers take the new files up a moment after systemctl returns)
+            assert wait_for(lambda h=host: "site: molecule" in prom(h, "/api/v1/status/config")["yaml"], MARGIN_S)
+            assert wait_for(
+                lambda h=host: (
+                    "repeat_interval: 3h" in get(h, S["alertmanager_port"], "/api/v2/status")["config"]["original"]
+                ),
+                MARGIN_S,
+            )
+        assert {(h, u): main_pid(h, u) for h, u in pids} == pids, "a process was restarted instead of reloaded"
+    finally:
+        rc, out = converge()
+        assert rc == 0, out[-4000:]
+
+
+def test_a_rule_file_promtool_refuses_never_lands_and_the_server_keeps_its_rules():
+    before = sorted(r["name"] for g in prom(MON1, "/api/v1/rules")["groups"] for r in g["rules"])
+    pid = main_pid(MON1, "prometheus")
+    rc, out = converge({"prometheus_rule_files_extra": [str(SCENARIO / "files" / "broken.rules.yml")]})
+    assert rc != 0, "a rule file that does not parse was accepted"
+    assert "failed to validate" in out or "promtool" in out, out[-3000:]
+    assert sh(MON1, "test -e /etc/prometheus/rules/broken.rules.yml", check=False).returncode != 0
+    time.sleep(EVAL_S)
+    assert sorted(r["name"] for g in prom(MON1, "/api/v1/rules")["groups"] for r in g["rules"]) == before
+    assert main_pid(MON1, "prometheus") == pid
+
+
+def test_an_alertmanager_configuration_amtool_refuses_never_lands():
+    before = {h: file_hash(h, "/etc/prometheus/alertmanager.yml") for h in (MON1, MON2)}
+    bad = [{"name": "default"}, {"name": "recorder", "webhook_configs": [{"url": "not a url"}]}]
+    rc, out = converge({"alertmanager_receivers": bad})
+    assert rc != 0, "a configuration amtool refuses was accepted"
+    assert {h: file_hash(h, "/etc/prometheus/alertmanager.yml") for h in (MON1, MON2)} == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"prometheus_scrape_timeout": "30s"}, "must not be longer than prometheus_scrape_interval"),
+        ({"prometheus_alert_down_for": "soon"}, "prometheus_alert_down_for must be a Prometheus duration"),
+        ({"alertmanager_receiver": "nobody"}, "alertmanager_receiver 'nobody' is not one of alertmanager_receivers"),
+        ({"alertmanager_receivers": [{"name": "default"}, {"name": "default"}]}, "the name 'default' is used twice"),
+    ],
+    ids=["timeout-over-interval", "bad-duration", "unknown-receiver", "duplicate-receiver"],
+)
+def test_bad_input_fails_in_preflight_and_changes_nothing(extra, message):
+    rc, out = converge(extra)
+    assert rc != 0
+    assert message in out, out[-3000:]
+    assert recap_changed(out) == 0
+
+
+def test_a_model_instance_added_on_a_gpu_host_is_scraped_after_a_converge():
+    fact = "/etc/ansible/facts.d/qwen3vl_webui.fact"
+    original = sh(MON2, "cat %s" % fact).stdout
+    record = json.loads(original)
+    record["instances"].append(dict(record["instances"][0], id=1, gpu_index=1, vllm_port=8001, ui_port=7861))
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        (tmp / "fact").write_text(json.dumps(record))
+        subprocess.run(["docker", "cp", str(tmp / "fact"), "%s:%s" % (MON2, fact)], check=True)
+        rc, out = converge()
+        assert rc == 0, out[-4000:]
+        # (a reload is a SIGHUP: Prometheus takes the new file up a moment after systemctl returns)
+        assert wait_for(lambda: ("vllm", MON2, "1") in targets(MON1), MARGIN_S), targets(MON1)
+        # nothing answers on 8001: the new instance's target is down, which the instance-down alert watches
+        assert wait_for(lambda: targets(MON1).get(("vllm", MON2, "1")) == "down", 2 * SCRAPE_S + MARGIN_S)
+    finally:
+        (tmp / "fact").write_text(original)
+        subprocess.run(["docker", "cp", str(tmp / "fact"), "%s:%s" % (MON2, fact)], check=True)
+        shutil.rmtree(tmp)
+        rc, out = converge()
+        assert rc == 0, out[-4000:]
+    assert wait_for(lambda: ("vllm", MON2, "1") not in targets(MON1), MARGIN_S), targets(MON1)
