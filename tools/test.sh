@@ -12,7 +12,8 @@
 #
 # Two lanes share the machine, then the timing-sensitive stages run alone:
 #   lane 1: static checks, unit tests, then the molecule scenarios that measure no time
-#   lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time)
+#   lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time), and
+#           molecule docker_engine (first; it evens out the two lanes)
 #   alone:  the drills (on the lab the lab stage left up; it takes it down), then the verify step of
 #           molecule keepalived and nginx_lb (their failover bounds are derived from the settings and
 #           measured in tenths of a second: nothing else runs beside them). The steps of those two
@@ -27,7 +28,7 @@ SKIP=" ${QWEN3VL_SKIP:-} "
 LOGS=.cache/test-logs
 ALONE=" drills molecule-keepalived-verify molecule-nginx_lb-verify "
 TIMED=" keepalived nginx_lb "  # scenarios whose verify step runs alone
-LANE2=" molecule-webui lab vm "
+LANE2=" molecule-webui lab vm molecule-docker_engine "
 
 # command NAME: what the stage NAME runs
 command_of() {

@@ -208,6 +208,27 @@ def test_a_reload_applies_a_change_and_keeps_the_processes():
         assert rc == 0, out[-4000:]
 
 
+def test_changed_arguments_restart_the_exporter_and_it_serves_with_them():
+    # flags are read only at start: a changed argument restarts the daemon (the _common daemon entry point)
+    pid = main_pid(MON2, "prometheus-node-exporter")
+    rc, out = converge({"node_exporter_disabled_collectors": ["loadavg"]})
+    try:
+        assert rc == 0, out[-4000:]
+        assert "--no-collector.loadavg" in sh(MON2, "cat /etc/default/prometheus-node-exporter").stdout
+        assert main_pid(MON2, "prometheus-node-exporter") != pid
+        gone = wait_for(
+            lambda: not prom(MON1, "/api/v1/query", query='node_load1{host="%s"}' % MON2)["result"],
+            2 * SCRAPE_S + MARGIN_S,
+        )
+        assert gone, "node_load1 still scraped from mon2 after its collector was turned off"
+    finally:
+        rc, out = converge()
+        assert rc == 0, out[-4000:]
+    assert wait_for(
+        lambda: prom(MON1, "/api/v1/query", query='node_load1{host="%s"}' % MON2)["result"], 2 * SCRAPE_S + MARGIN_S
+    )
+
+
 def test_a_rule_file_promtool_refuses_never_lands_and_the_server_keeps_its_rules():
     before = sorted(r["name"] for g in prom(MON1, "/api/v1/rules")["groups"] for r in g["rules"])
     pid = main_pid(MON1, "prometheus")
@@ -235,8 +256,12 @@ def test_an_alertmanager_configuration_amtool_refuses_never_lands():
         ({"prometheus_alert_down_for": "soon"}, "prometheus_alert_down_for must be a Prometheus duration"),
         ({"alertmanager_receiver": "nobody"}, "alertmanager_receiver 'nobody' is not one of alertmanager_receivers"),
         ({"alertmanager_receivers": [{"name": "default"}, {"name": "default"}]}, "the name 'default' is used twice"),
+        (
+            {"node_exporter_extra_args": ["--collector.textfile.directory=/a b"]},
+            "arguments with spaces, quotes or backslashes cannot pass through /etc/default/prometheus-node-exporter",
+        ),
     ],
-    ids=["timeout-over-interval", "bad-duration", "unknown-receiver", "duplicate-receiver"],
+    ids=["timeout-over-interval", "bad-duration", "unknown-receiver", "duplicate-receiver", "args-with-space"],
 )
 def test_bad_input_fails_in_preflight_and_changes_nothing(extra, message):
     rc, out = converge(extra)
