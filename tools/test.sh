@@ -14,11 +14,10 @@
 #   lane 1: static checks, unit tests, then the molecule scenarios that measure no time
 #   lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time), and
 #           molecule docker_engine (first; it evens out the two lanes)
-#   alone:  the drills (on the lab the lab stage left up; it takes it down), then the verify step of
-#           molecule keepalived and nginx_lb (their failover bounds are derived from the settings and
-#           measured in tenths of a second: nothing else runs beside them). The steps of those two
-#           scenarios that time nothing (create, prepare, converge, idempotence, check) run in lane 1 as
-#           stage molecule-<scenario>; stage molecule-<scenario>-verify then verifies and destroys.
+#   alone:  the drills (on the lab the lab stage left up; it takes it down), then molecule keepalived and
+#           nginx_lb (their failover bounds are derived from the settings and measured in tenths of a
+#           second: nothing else runs beside them, from create to destroy: a VRRP pair with 0.1 s adverts
+#           left idle on a starved machine flaps, which is not what those tests are about)
 # Each stage writes its output to .cache/test-logs/<stage>.log; a line is printed when it ends, and every
 # log is printed in full, in stage order, at the end.
 set -uo pipefail
@@ -26,8 +25,7 @@ cd "$(dirname "$0")/.." || exit 1
 QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
 SKIP=" ${QWEN3VL_SKIP:-} "
 LOGS=.cache/test-logs
-ALONE=" drills molecule-keepalived-verify molecule-nginx_lb-verify "
-TIMED=" keepalived nginx_lb "  # scenarios whose verify step runs alone
+ALONE=" drills molecule-keepalived molecule-nginx_lb "
 LANE2=" molecule-webui lab vm molecule-docker_engine "
 
 # command NAME: what the stage NAME runs
@@ -39,35 +37,13 @@ command_of() {
     sanity) tools/sanity.sh ;;
     unit) python -m pytest -q tests/unit ;;
     collection) python -m pytest -q tests/integration ;;
-    molecule-*-verify) verify_and_destroy "${1#molecule-}" ;;
-    molecule-*)
-      if [[ "$TIMED" == *" ${1#molecule-} "* ]]; then
-        steps_before_verify "${1#molecule-}"
-      else
-        molecule test -s "${1#molecule-}"
-      fi ;;
+    molecule-*) molecule test -s "${1#molecule-}" ;;
     # the lab stays up for the drills stage, which runs alone (it times the VIP's move) and takes it down
     lab) QWEN3VL_KEEP_LAB=1 python -m pytest -q tests/lab/test_lab.py ;;
     drills) python -m pytest -q -s tests/lab/test_drills.py ;;
     vm) python -m pytest -q -s tests/vm ;;
     *) echo "test: no stage $1" >&2; return 2 ;;
   esac
-}
-
-# steps_before_verify SCENARIO: the scenario's test sequence up to its verify step (which its -verify stage runs)
-steps_before_verify() {
-  local step
-  for step in destroy create prepare converge idempotence check; do
-    molecule "$step" -s "$1" || return 1
-  done
-}
-
-# verify_and_destroy SCENARIO-verify: the verify step of a scenario set up by steps_before_verify, then destroy
-verify_and_destroy() {
-  local scenario="${1%-verify}" rc=0
-  molecule verify -s "$scenario" || rc=1
-  molecule destroy -s "$scenario" || rc=1
-  return "$rc"
 }
 
 # stage NAME: run one stage, its output to its log, the result to $LOGS/NAME.result
@@ -102,9 +78,7 @@ rm -rf "$LOGS"; mkdir -p "$LOGS"
 order=(yamllint ruff ansible-lint sanity unit collection)
 if [ "$QUICK" -eq 0 ]; then
   for scenario in molecule/*/molecule.yml; do
-    name="$(basename "$(dirname "$scenario")")"
-    order+=("molecule-$name")
-    [[ "$TIMED" == *" $name "* ]] && order+=("molecule-$name-verify")
+    order+=("molecule-$(basename "$(dirname "$scenario")")")
   done
   order+=(lab vm drills)
 fi
