@@ -10,9 +10,9 @@ import re
 import subprocess
 
 
-def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600, playbook=None):
+def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600, playbook=None, limit=None):
     """ansible-playbook SCENARIO/converge.yml (or ``playbook``) on molecule's inventory, with `extra` as
-    JSON (-e).
+    JSON (-e), on the hosts ``limit`` names (all when None).
 
     Returns (rc, stdout + stderr); with expect_rc set, asserts the exit status first.
     """
@@ -21,6 +21,8 @@ def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600,
         cmd += ["-e", json.dumps(extra)]
     if check:
         cmd.append("--check")
+    if limit:
+        cmd += ["--limit", limit]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     out = proc.stdout + proc.stderr
