@@ -19,13 +19,13 @@ from __future__ import annotations
 import re
 from urllib.parse import urlparse
 
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
 from ansible_collections.qwen3vl.ha.plugins.module_utils.nginx_lb_plan import server_address
 
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-GROUP_KEYS = ("all", "gpu", "lb", "monitoring", "nfs_server")
 
 # The roles' textfile metrics name the model instance `instance` and the checker's backend host `host`,
 # which Prometheus owns for the target: it keeps the textfile's as `exported_instance` and `exported_host`.
@@ -80,9 +80,8 @@ def settings_errors(settings):
                 % (settings["scrape_timeout"], settings["scrape_interval"])
             )
     for key in ("port", "node_exporter_port", "nginx_exporter_port", "blackbox_exporter_port", "alertmanager_port"):
-        value = settings.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            errors.append("prometheus_%s must be a TCP port (1-65535), not %r" % (key, value))
+        if not checks.is_port(settings.get(key)):
+            errors.append("prometheus_%s must be a TCP port (1-65535), not %r" % (key, settings.get(key)))
     for name in settings.get("external_labels") or {}:
         if not _LABEL.match(str(name)):
             errors.append("prometheus_external_labels: %r is not a valid label name" % name)
