@@ -10,14 +10,19 @@
 # even when an earlier one failed; the exit status is non-zero when any failed. The last line reads
 # "N passed, N failed" (stages).
 #
-# Two lanes share the machine, then the timing-sensitive stages run alone:
-#   lane 1: static checks, unit tests, then the molecule scenarios that measure no time
-#   lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time), and
-#           molecule docker_engine (first; it evens out the two lanes)
-#   alone:  the drills (on the lab the lab stage left up; it takes it down), then molecule keepalived and
-#           nginx_lb (their failover bounds are derived from the settings and measured in tenths of a
-#           second: nothing else runs beside them, from create to destroy: a VRRP pair with 0.1 s adverts
-#           left idle on a starved machine flaps, which is not what those tests are about)
+# The machine is shared in two phases:
+#   phase 1, two lanes side by side (each keeps the two cores busy; together they saturate them):
+#     lane 1: the molecule scenarios that measure no time
+#     lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time)
+#   phase 2, side by side:
+#     alone: the drills (on the lab the lab stage left up; it takes it down), then molecule keepalived and
+#            nginx_lb (their failover bounds are derived from the settings and measured in tenths of a
+#            second: no other container stage runs beside them, from create to destroy: a VRRP pair with
+#            0.1 s adverts left idle on a starved machine flaps, which is not what those tests are about)
+#     quiet: the static checks and the unit tests, at the lowest CPU priority (nice 19). They start no
+#            container, so the kernel gives them only the CPU the timing-sensitive stages leave idle (one
+#            of those keeps about one core busy); in phase 1 they would take CPU from the lanes instead.
+# A stage's result line gives its wall time and how busy the whole machine's CPUs were while it ran.
 # Each stage writes its output to .cache/test-logs/<stage>.log; a line is printed when it ends, and every
 # log is printed in full, in stage order, at the end.
 set -uo pipefail
@@ -26,7 +31,8 @@ QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
 SKIP=" ${QWEN3VL_SKIP:-} "
 LOGS=.cache/test-logs
 ALONE=" drills molecule-keepalived molecule-nginx_lb "
-LANE2=" molecule-webui lab vm molecule-docker_engine "
+QUIET=" yamllint ruff ansible-lint sanity unit collection "
+LANE2=" molecule-webui lab vm "
 
 # command NAME: what the stage NAME runs
 command_of() {
@@ -35,15 +41,20 @@ command_of() {
     ruff) ruff check . && ruff format --check . ;;
     ansible-lint) ansible-lint ;;
     sanity) tools/sanity.sh ;;
-    unit) python -m pytest -q tests/unit ;;
+    unit) python -m pytest -q --durations=10 tests/unit ;;
     collection) python -m pytest -q tests/integration ;;
     molecule-*) molecule test -s "${1#molecule-}" ;;
     # the lab stays up for the drills stage, which runs alone (it times the VIP's move) and takes it down
-    lab) QWEN3VL_KEEP_LAB=1 python -m pytest -q tests/lab/test_lab.py ;;
-    drills) python -m pytest -q -s tests/lab/test_drills.py ;;
-    vm) python -m pytest -q -s tests/vm ;;
+    lab) QWEN3VL_KEEP_LAB=1 python -m pytest -q --durations=0 tests/lab/test_lab.py ;;
+    drills) python -m pytest -q -s --durations=0 tests/lab/test_drills.py ;;
+    vm) python -m pytest -q -s --durations=0 tests/vm ;;
     *) echo "test: no stage $1" >&2; return 2 ;;
   esac
+}
+
+# cpu_ticks: "busy total" jiffies of all CPUs since boot (/proc/stat), for the busy share of a stage
+cpu_ticks() {
+  awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat
 }
 
 # stage NAME: run one stage, its output to its log, the result to $LOGS/NAME.result
@@ -51,10 +62,13 @@ stage() {
   local name="$1"
   if [[ "$SKIP" == *" $name "* ]]; then echo "skipped (QWEN3VL_SKIP)" > "$LOGS/$name.result"; return; fi
   echo "=== $name: started $(date +%T)"
-  local t0=$SECONDS status=ok
+  local t0=$SECONDS status=ok busy0 total0 busy1 total1
+  read -r busy0 total0 < <(cpu_ticks)
   { echo "=== $name"; command_of "$name"; } > "$LOGS/$name.log" 2>&1 || status=FAILED
-  echo "$status $((SECONDS - t0))s" > "$LOGS/$name.result"
-  echo "=== $name: $status after $((SECONDS - t0))s"
+  read -r busy1 total1 < <(cpu_ticks)
+  local cpu=$(( (busy1 - busy0) * 100 / (total1 - total0 > 0 ? total1 - total0 : 1) ))
+  echo "$status $((SECONDS - t0))s (cpu busy ${cpu}%)" > "$LOGS/$name.result"
+  echo "=== $name: $status after $((SECONDS - t0))s (cpu busy ${cpu}%)"
 }
 
 # run_stages NAME...: the named stages, one after another
@@ -83,9 +97,10 @@ if [ "$QUICK" -eq 0 ]; then
   order+=(lab vm drills)
 fi
 
-lane1=(); lane2=(); alone=()
+lane1=(); lane2=(); alone=(); quiet=()
 for name in "${order[@]}"; do
   if [[ "$ALONE" == *" $name "* ]]; then continue
+  elif [[ "$QUIET" == *" $name "* ]]; then quiet+=("$name")
   elif [[ "$LANE2" == *" $name "* ]]; then lane2+=("$name")
   else lane1+=("$name"); fi
 done
@@ -100,7 +115,12 @@ else
   run_stages "${lane1[@]}" & pid1=$!
   run_stages "${lane2[@]}" & pid2=$!
   wait "$pid1" "$pid2"
+  timings+=("phase 1 (wall) $((SECONDS - t0))s")
+  t1=$SECONDS
+  (renice -n 19 -p "$BASHPID" >/dev/null; run_stages "${quiet[@]}") & pid3=$!
   run_stages "${alone[@]}"
+  wait "$pid3"
+  timings+=("phase 2 (wall) $((SECONDS - t1))s")
 fi
 timings+=("stages (wall) $((SECONDS - t0))s")
 
