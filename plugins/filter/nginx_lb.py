@@ -9,17 +9,16 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.qwen3vl.ha.plugins.module_utils import nginx_lb_plan as core
-from ansible_collections.qwen3vl.ha.plugins.module_utils import upstream_check
+from ansible_collections.qwen3vl.ha.plugins.module_utils import upstream_check, webui_plan
 
 
 def _backend(host_vars):
     """The record core.upstreams needs, from one backend host's variables (a hostvars entry)."""
     name = host_vars.get("inventory_hostname")
-    local = host_vars.get("ansible_local") or (host_vars.get("ansible_facts") or {}).get("local") or {}
     return {
         "host": name,
         "address": host_vars.get("qwen3vl_backend_address") or host_vars.get("ansible_host") or name,
-        "deployed": host_vars.get("webui_deployed") or local.get("qwen3vl_webui"),
+        "deployed": webui_plan.recorded(host_vars),
     }
 
 

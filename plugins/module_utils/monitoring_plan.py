@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlparse
 
-from ansible_collections.qwen3vl.ha.plugins.module_utils import checks
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks, webui_plan
 from ansible_collections.qwen3vl.ha.plugins.module_utils.nginx_lb_plan import server_address
 
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
@@ -115,14 +115,6 @@ def address_of(host):
     )
 
 
-def _deployed_instances(host):
-    local = host.get("ansible_local") or (host.get("ansible_facts") or {}).get("local") or {}
-    deployed = host.get("webui_deployed") or local.get("qwen3vl_webui")
-    if isinstance(deployed, dict) and isinstance(deployed.get("instances"), list):
-        return deployed["instances"]
-    return None
-
-
 def _static(targets):
     """static_configs: one entry per target, so each keeps its own labels."""
     return [{"targets": [address], "labels": labels} for address, labels in targets]
@@ -162,7 +154,7 @@ def scrape_configs(hosts, groups, settings):
 
     vllm, health = [], []
     for name in members("gpu"):
-        instances = _deployed_instances(hosts[name])
+        instances = webui_plan.recorded_instances(webui_plan.recorded(hosts[name]))
         if instances is None:
             why = (
                 "no record of its model instances yet (check mode)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.qwen3vl.ha.plugins.module_utils import checks, upstream_check
+from ansible_collections.qwen3vl.ha.plugins.module_utils import checks, upstream_check, webui_plan
 
 _SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$")
@@ -31,12 +31,6 @@ def server_address(address, port):
     except ValueError:
         pass
     return "%s:%d" % (address, port)
-
-
-def _instances(deployed):
-    if isinstance(deployed, dict) and isinstance(deployed.get("instances"), list):
-        return deployed["instances"]
-    return None
 
 
 def _health(health):
@@ -84,7 +78,7 @@ def upstreams(backends, webui_servers=None, api_servers=None, unreachable=None, 
     for backend in backends or []:
         host = backend.get("host", "?")
         address = backend.get("address") or host
-        instances = _instances(backend.get("deployed"))
+        instances = webui_plan.recorded_instances(backend.get("deployed"))
         if instances is None and host in (unreachable or ()):
             result["skipped"].append("%s: unreachable, and no record of its instances in this run" % host)
             continue

@@ -46,6 +46,22 @@ _GPU_UUID = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]+$")
 _DRIVER_VERSION = r"^[0-9]+(\.[0-9]+)*$"
 
 
+def recorded(host_vars):
+    """What the webui role recorded on a GPU host, from that host's variables (a hostvars entry): the
+    ``webui_deployed`` fact of this run, else the ``qwen3vl_webui`` local fact it wrote on the host
+    (``ansible_local``, or ``ansible_facts.local``), else None. The one reader of the record: the load
+    balancers' upstreams and Prometheus's targets both come from it."""
+    local = host_vars.get("ansible_local") or (host_vars.get("ansible_facts") or {}).get("local") or {}
+    return host_vars.get("webui_deployed") or local.get("qwen3vl_webui") or None
+
+
+def recorded_instances(record):
+    """The instance list of a record (see recorded()), or None when there is no usable record."""
+    if isinstance(record, dict) and isinstance(record.get("instances"), list):
+        return record["instances"]
+    return None
+
+
 def _int_text(value):
     """An int from an int or a string of digits (the module's type=int takes both); else the value."""
     if isinstance(value, str) and value.strip().isdigit():

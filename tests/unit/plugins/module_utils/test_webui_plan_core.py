@@ -305,3 +305,33 @@ def test_gpu_watch_config_watches_every_instance_without_the_deploy_time_rules()
 def test_gate_settings_are_checked(setting, value, message):
     errors = core.settings_errors({setting: value})
     assert len(errors) == 1 and errors[0].startswith(message)
+
+
+# --- the record the webui role leaves on a GPU host (read by nginx_lb's and prometheus's filters) ---------
+
+RECORD = {"instances": [{"id": 0, "vllm_port": 8000}], "ui_health_path": "/healthz"}
+OLDER = {"instances": [{"id": 0, "vllm_port": 9000}]}
+
+
+@pytest.mark.parametrize(
+    ("host_vars", "expected"),
+    [
+        ({"webui_deployed": RECORD, "ansible_local": {"qwen3vl_webui": OLDER}}, RECORD),  # this run wins
+        ({"ansible_local": {"qwen3vl_webui": OLDER}}, OLDER),  # the fact file read by `setup`
+        ({"ansible_facts": {"local": {"qwen3vl_webui": OLDER}}}, OLDER),  # the same, as delegate_facts stores it
+        ({"ansible_local": {"other": {}}}, None),
+        ({"webui_deployed": {}, "ansible_local": {}}, None),
+        ({}, None),
+    ],
+    ids=["this-run", "local-fact", "delegated-facts", "other-fact-only", "empty", "nothing"],
+)
+def test_recorded_reads_this_run_first_then_the_hosts_fact_file(host_vars, expected):
+    assert core.recorded(host_vars) == expected
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [(RECORD, RECORD["instances"]), ({"instances": []}, []), ({"instances": "0"}, None), ("x", None), (None, None)],
+)
+def test_recorded_instances_only_from_a_record_with_an_instance_list(record, expected):
+    assert core.recorded_instances(record) == expected
