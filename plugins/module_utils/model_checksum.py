@@ -55,7 +55,12 @@ STATUS_DIGEST = "digest_mismatch"
 STATUS_UNREADABLE = "unreadable"
 STATUS_NOT_FILE = "not_a_file"
 STATUS_EXTRA = "extra"
-BAD_STATUSES = (STATUS_MISSING, STATUS_SIZE, STATUS_DIGEST, STATUS_UNREADABLE, STATUS_NOT_FILE)
+STATUS_OUTSIDE = "outside"
+BAD_STATUSES = (STATUS_MISSING, STATUS_SIZE, STATUS_DIGEST, STATUS_UNREADABLE, STATUS_NOT_FILE, STATUS_OUTSIDE)
+# What a name leading out of the directory through a symbolic link gets, instead of a size or a digest: a model
+# container mounts only the directory, so the link is broken in there, and what it points at is not the
+# manifest's to vouch for (nor to print a digest of).
+OUTSIDE_LINKS = ("refuse", "follow")
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _SIZE_RE = re.compile(r"^#\s*size\s+(\d+)\s*$")
@@ -228,9 +233,20 @@ def list_files(root, exclude=(), skip=()):
     return sorted(scan_files(root, exclude, skip))
 
 
-def scan_files(root, exclude=(), skip=()):
+def escapes(root, path):
+    """Where ``path`` really leads when that is outside the directory ``root`` (through a symbolic link on the
+    way), else None."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None
+    return real
+
+
+def scan_files(root, exclude=(), skip=(), outside=None):
     """{relative name: size} of what list_files() lists; a dangling link is listed with size 0
-    (reading it reports the error)."""
+    (reading it reports the error). With ``outside`` (a dict), a name whose link leads out of root is left
+    out and recorded there as {name: where it leads}, never stat'ed or read."""
     skip_real = set(os.path.realpath(path) for path in skip if path)
     sizes = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -242,6 +258,11 @@ def scan_files(root, exclude=(), skip=()):
                 continue
             if os.path.realpath(full) in skip_real:
                 continue
+            if outside is not None:
+                target = escapes(root, full)
+                if target is not None:
+                    outside[rel] = target
+                    continue
             try:
                 st = os.stat(full)
             except OSError:
@@ -559,9 +580,23 @@ def write_atomic(path, text, mode):
 
 
 def verify(
-    root, entries, *, extra_files="warn", exclude=(), skip=(), cache=None, force=False, workers=0, max_age=0, now=None
+    root,
+    entries,
+    *,
+    extra_files="warn",
+    exclude=(),
+    skip=(),
+    cache=None,
+    force=False,
+    workers=0,
+    max_age=0,
+    now=None,
+    outside_links="refuse",
 ):
     """Check the files under root against manifest entries.
+
+    A name that leads out of root through a symbolic link is ``outside`` (bad, with the place it leads to as
+    ``target``) and is never stat'ed or read, unless ``outside_links`` is "follow".
 
     Order: stat every file (missing, not a file, size mismatch: no reading needed), then the cache
     (a hit counts only when its digest equals the manifest's), then hash what is left, largest
@@ -591,6 +626,10 @@ def verify(
             "source": None,
         }
         results[entry.name] = result
+        target = escapes(root, full) if outside_links == "refuse" else None
+        if target is not None:
+            result.update(status=STATUS_OUTSIDE, target=target)
+            continue
         try:
             st = os.stat(full)
         except FileNotFoundError:
@@ -674,6 +713,7 @@ def verify_tree(
     workers=0,
     max_age=0,
     save=True,
+    outside_links="refuse",
 ):
     """Read the manifest (or take ``manifest_text``), verify root against it through the cache, save the
     cache: the steps the module and the GPU hosts' boot gate (instance_gate) share.
@@ -710,6 +750,7 @@ def verify_tree(
         force=force,
         workers=workers,
         max_age=max_age,
+        outside_links=outside_links,
     )
     out["checked"] = checked
     out["warnings"] += checked["warnings"]
@@ -724,15 +765,17 @@ def verify_tree(
     return out
 
 
-def create(root, *, exclude=(), skip=(), workers=0, now=None):
+def create(root, *, exclude=(), skip=(), workers=0, now=None, outside_links="refuse"):
     """Hash every file under root.
 
     Returns (entries, files, cache, errors, summary): manifest entries, per-file results and
-    summary in the shape verify() uses, cache entries, and {name: error text} for unreadable files.
+    summary in the shape verify() uses, cache entries, and {name: error text} for unreadable files and
+    for links out of root (never read, unless ``outside_links`` is "follow").
     """
     now = time.time() if now is None else now
     started = time.monotonic()
-    sizes = scan_files(root, exclude=exclude, skip=skip)
+    outside = {} if outside_links == "refuse" else None
+    sizes = scan_files(root, exclude=exclude, skip=skip, outside=outside)
     names = sorted(sizes)
     jobs = [(name, os.path.join(root, name), sizes[name]) for name in names]
     digests, errors = hash_files(jobs, workers=workers)
@@ -745,6 +788,9 @@ def create(root, *, exclude=(), skip=(), workers=0, now=None):
             files.append({"name": name, "status": STATUS_OK, "size": st.st_size, "sha256": digest, "source": "hash"})
         else:
             files.append({"name": name, "status": STATUS_UNREADABLE, "error": errors[name], "source": "hash"})
+    for name, target in sorted((outside or {}).items()):
+        errors[name] = outside_text(target)
+        files.append({"name": name, "status": STATUS_OUTSIDE, "target": target, "source": None})
     hashed = sum(entry.size for entry in entries)
     summary = _summary(files, time.monotonic() - started, hashed, 0, worker_count(workers, len(jobs)))
     return entries, files, cache, errors, summary
@@ -762,6 +808,7 @@ def _summary(files, elapsed, hashed_bytes, cached_bytes, workers):
         "digest_mismatch": counts.get(STATUS_DIGEST, 0),
         "unreadable": counts.get(STATUS_UNREADABLE, 0) + counts.get(STATUS_NOT_FILE, 0),
         "extra": counts.get(STATUS_EXTRA, 0),
+        "outside": counts.get(STATUS_OUTSIDE, 0),
         "cached": sum(1 for item in files if item.get("source") == "cache"),
         "bytes_hashed": hashed_bytes,
         "bytes_cached": cached_bytes,
@@ -769,6 +816,14 @@ def _summary(files, elapsed, hashed_bytes, cached_bytes, workers):
         "hash_gb_per_s": round(hashed_bytes / elapsed / 1e9, 3) if elapsed > 0 and hashed_bytes else 0.0,
         "workers": workers,
     }
+
+
+def outside_text(target):
+    """Why a link out of the model directory is refused (the file it leads to is neither read nor hashed)."""
+    return (
+        "a symbolic link out of the model directory, to %s (a model container mounts only the directory, where "
+        "the link is broken; copy the file into the directory)" % target
+    )
 
 
 def describe_bad(files, extra_files="warn"):
@@ -786,6 +841,8 @@ def describe_bad(files, extra_files="warn"):
             lines.append("%s: unreadable: %s" % (item["name"], item.get("error")))
         elif status == STATUS_NOT_FILE:
             lines.append("%s: not a regular file" % item["name"])
+        elif status == STATUS_OUTSIDE:
+            lines.append("%s: %s" % (item["name"], outside_text(item.get("target"))))
         elif status == STATUS_EXTRA and extra_files == "fail":
             lines.append("%s: not in the manifest" % item["name"])
     return lines

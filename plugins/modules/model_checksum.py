@@ -25,9 +25,10 @@ description:
     cannot turn a mismatch into a pass. O(force=true) ignores it.
   - The cache trusts file metadata; damage that keeps size, mtime, ctime and inode (a failing disk)
     is only found by a run with O(force=true) or O(cache_max_age).
-  - Names in the manifest must stay inside O(path) (no absolute paths, no C(..)). Symbolic links
-    inside O(path) are followed when reading, so a Hugging Face cache snapshot (links into
-    C(../../blobs)) can be verified.
+  - Names in the manifest must stay inside O(path) (no absolute paths, no C(..)). A symbolic link
+    that stays inside O(path) is followed. One that leads out of it (a Hugging Face cache snapshot's
+    links into C(../../blobs), a link to C(/etc/shadow)) is refused by default, naming the link and
+    where it leads, and what it leads to is never read, hashed or sized; see O(outside_links).
   - Bad input (a malformed manifest line, a name escaping the directory, a repeated name, an
     unreadable file) fails naming the line or the file, and nothing is written.
 author:
@@ -105,6 +106,16 @@ options:
     description: File mode of the manifest written by O(mode=create).
     type: raw
     default: "0644"
+  outside_links:
+    description:
+      - V(refuse) fails a file whose path leads out of O(path) through a symbolic link (status C(outside)):
+        a model container mounts only the directory, where such a link is broken, and a manifest on a shared
+        directory must not vouch for (or print the digest of) a file elsewhere.
+      - V(follow) reads through such links, for a directory whose users see the same filesystem (a Hugging
+        Face cache snapshot used in place on the host).
+    type: str
+    choices: [refuse, follow]
+    default: refuse
 notes:
   - Verify never changes the model files; it reports RV(ignore:changed=false). Create reports a change when the manifest content changes.
   - The results hold file names, sizes and digests only, so the module is safe to combine with C(no_log).
@@ -167,7 +178,8 @@ files:
   description:
     - One entry per manifest line (verify) or per file hashed (create), then extra files.
     - C(status) is one of C(ok), C(missing), C(size_mismatch), C(digest_mismatch), C(unreadable),
-      C(not_a_file), C(extra). C(source) is C(hash) or C(cache) (where the digest came from).
+      C(not_a_file), C(outside) (a link out of O(path); C(target) says where it leads), C(extra).
+      C(source) is C(hash) or C(cache) (where the digest came from).
   returned: always
   type: list
   elements: dict
@@ -191,6 +203,7 @@ summary:
     digest_mismatch: 0
     unreadable: 0
     extra: 0
+    outside: 0
     cached: 0
     bytes_hashed: 8876543210
     bytes_cached: 0
@@ -231,12 +244,13 @@ def run(module, manifest_mode):
 
     if params["mode"] == "create":
         entries, files, cache_entries, errors, summary = core.create(
-            root, exclude=exclude, skip=skip, workers=params["workers"]
+            root, exclude=exclude, skip=skip, workers=params["workers"], outside_links=params["outside_links"]
         )
         result.update(summary=summary, files=files, bad_files=sorted(errors), ok=not errors)
         if errors:
             module.fail_json(
-                msg="cannot read: " + "; ".join("%s: %s" % item for item in sorted(errors.items())), **result
+                msg="cannot add to the manifest: " + "; ".join("%s: %s" % item for item in sorted(errors.items())),
+                **result,
             )
         text = core.format_manifest(entries, with_sizes=params["sizes"])
         result["changed"] = core.read_text(manifest) != text
@@ -260,6 +274,7 @@ def run(module, manifest_mode):
         workers=params["workers"],
         max_age=params["cache_max_age"],
         save=not module.check_mode,
+        outside_links=params["outside_links"],
     )
     for warning in tree["warnings"]:
         module.warn(warning)
@@ -315,6 +330,7 @@ def main():
             fail_on_mismatch=dict(type="bool", default=True),
             sizes=dict(type="bool", default=True),
             manifest_mode=dict(type="raw", default="0644"),
+            outside_links=dict(type="str", choices=["refuse", "follow"], default="refuse"),
         ),
         mutually_exclusive=[("manifest", "manifest_content")],
         supports_check_mode=True,

@@ -322,3 +322,62 @@ def test_create_reports_unreadable_files(model):
     entries, results, _cache, errors, _summary = core.create(str(root))
     assert "broken" in errors and "broken" not in [e.name for e in entries]
     assert next(f for f in results if f["name"] == "broken")["status"] == "unreadable"
+
+
+# -- links out of the model directory ------------------------------------------------------------
+
+
+def test_escapes_names_where_a_link_out_of_the_directory_leads(tmp_path):
+    root = make_tree(tmp_path / "m", {"a": b"1", "d/b": b"2"})
+    outside = make_tree(tmp_path / "o", {"x": b"3"})
+    (root / "in").symlink_to("d/b")
+    (root / "up").symlink_to("../o/x")
+    (root / "dir").symlink_to(outside)
+    assert core.escapes(str(root), str(root / "a")) is None
+    assert core.escapes(str(root), str(root / "in")) is None
+    assert core.escapes(str(root), str(root / "up")) == str(outside / "x")
+    assert core.escapes(str(root), str(root / "dir" / "x")) == str(outside / "x")
+    # a sibling whose name starts with the directory's is outside too
+    make_tree(tmp_path / "m2", {"y": b"4"})
+    (root / "sib").symlink_to("../m2/y")
+    assert core.escapes(str(root), str(root / "sib")) == str(tmp_path / "m2" / "y")
+
+
+def test_verify_refuses_a_link_out_of_the_directory_without_reading_it(model):
+    root, files, entries = model
+    (root / "config.json").unlink()
+    (root / "config.json").symlink_to("/proc/self/mem")  # reading it would fail with EIO: it is never read
+    out = core.verify(str(root), entries)
+    mem = os.path.realpath("/proc/self/mem")  # /proc/<pid>/mem: where the link really leads
+    item = next(f for f in out["files"] if f["name"] == "config.json")
+    assert (item["status"], item["target"], item["size"], item["sha256"]) == ("outside", mem, None, None)
+    assert out["bad"] == ["config.json"] and "config.json" not in out["cache"]
+    assert core.describe_bad([item]) == [
+        "config.json: a symbolic link out of the model directory, to %s (a model container mounts "
+        "only the directory, where the link is broken; copy the file into the directory)" % mem
+    ]
+    followed = core.verify(str(root), entries, outside_links="follow")
+    # followed: stat'ed through the link (0 bytes, so the size differs before anything is read)
+    assert next(f for f in followed["files"] if f["name"] == "config.json")["status"] == "size_mismatch"
+
+
+def test_verify_through_a_directory_link_out_of_the_directory_is_refused(model, tmp_path):
+    root, files, entries = model
+    elsewhere = make_tree(tmp_path / "elsewhere", {"tokenizer.json": files["tokenizer/tokenizer.json"]})
+    (root / "tokenizer" / "tokenizer.json").unlink()
+    (root / "tokenizer").rmdir()
+    (root / "tokenizer").symlink_to(elsewhere)
+    out = core.verify(str(root), entries)
+    assert out["bad"] == ["tokenizer/tokenizer.json"]
+    assert out["summary"]["outside"] == 1 and out["summary"]["ok"] == 3
+
+
+def test_create_leaves_out_and_reports_a_link_out_of_the_directory(model):
+    root, _files, _entries = model
+    (root / "leak").symlink_to("/proc/self/mem")
+    entries, results, _cache, errors, summary = core.create(str(root))
+    assert "leak" not in [e.name for e in entries]
+    mem = os.path.realpath("/proc/self/mem")
+    assert errors["leak"].startswith("a symbolic link out of the model directory, to %s " % mem)
+    assert next(f for f in results if f["name"] == "leak")["status"] == "outside"
+    assert summary["outside"] == 1

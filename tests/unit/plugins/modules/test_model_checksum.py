@@ -143,7 +143,9 @@ def test_unreadable_file_fails_even_in_report_mode_and_writes_nothing(model, cac
     created(model, cache_dir, cache=False, sizes=False)  # no sizes: the check has to read the file
     (model / "config.json").unlink()
     (model / "config.json").symlink_to("/proc/self/mem")  # stat says a 0-byte regular file; reading fails (EIO)
-    res = run_module({"path": str(model), "cache_dir": str(cache_dir), "fail_on_mismatch": False})
+    # the link leads out of the directory, which is refused before anything is read unless links are followed
+    args = {"path": str(model), "cache_dir": str(cache_dir), "fail_on_mismatch": False, "outside_links": "follow"}
+    res = run_module(args)
     assert res["failed"] is True
     assert "cannot verify, unreadable: config.json: unreadable:" in res["msg"]
     assert not cache_dir.exists()
@@ -161,3 +163,49 @@ def test_bad_parameters(model, cache_dir):
     mode = run_module({"path": str(model), "mode": "create", "manifest_mode": "rw-r"})
     assert mode["failed"] is True and "manifest_mode" in mode["msg"]
     assert not (model / "SHA256SUMS").exists() and not cache_dir.exists()
+
+
+# --- links out of the model directory -----------------------------------------------------------
+
+
+def test_a_link_out_of_the_directory_fails_naming_it_and_never_prints_what_it_leads_to(model, cache_dir, tmp_path):
+    """config.json becomes a link to a file outside the directory (a stand-in for /etc/shadow): verify fails
+    naming the link and its target, even in report mode, and no digest or size of the outside file appears."""
+    created(model, cache_dir, cache=False)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$not-a-real-hash:19000:0:99999:7:::\n")
+    (model / "config.json").unlink()
+    (model / "config.json").symlink_to(secret)
+    res = run_module({"path": str(model), "cache_dir": str(cache_dir), "fail_on_mismatch": False})
+    assert res.get("failed") is not True and res["ok"] is False, res
+    assert res["bad_files"] == ["config.json"]
+    item = next(f for f in res["files"] if f["name"] == "config.json")
+    assert (item["status"], item["target"], item["sha256"], item["size"]) == ("outside", str(secret), None, None)
+    assert "config.json: a symbolic link out of the model directory, to %s" % secret in res["msg"]
+    assert res["summary"]["outside"] == 1
+    text = repr(res)
+    assert hashlib.sha256(secret.read_bytes()).hexdigest() not in text
+    assert str(secret.stat().st_size) not in [str(f.get("size")) for f in res["files"]]
+    failing = run_module({"path": str(model), "cache_dir": str(cache_dir)})
+    assert failing["failed"] is True and "config.json: a symbolic link out of" in failing["msg"]
+
+
+def test_create_refuses_a_link_out_of_the_directory_and_writes_nothing(model, cache_dir, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text("{}\n")
+    (model / "extra.json").symlink_to(outside)
+    res = run_module({"path": str(model), "mode": "create", "cache_dir": str(cache_dir)})
+    assert res["failed"] is True
+    expected = "cannot add to the manifest: extra.json: a symbolic link out of the model directory, to %s" % outside
+    assert expected in res["msg"]
+    assert not (model / "SHA256SUMS").exists()
+    followed = created(model, cache_dir, outside_links="follow")  # the directory's users see the same filesystem
+    assert "extra.json" in (model / "SHA256SUMS").read_text() and followed["ok"] is True
+
+
+def test_a_link_that_stays_inside_the_directory_is_followed(model, cache_dir):
+    (model / "tokenizer" / "config.json").symlink_to("../config.json")
+    created(model, cache_dir)
+    assert "tokenizer/config.json" in (model / "SHA256SUMS").read_text()
+    res = run_module({"path": str(model), "cache_dir": str(cache_dir)})
+    assert res.get("failed") is not True and res["ok"] is True, res
