@@ -258,7 +258,8 @@ def settings_errors(config):
     ``config`` keys: vllm_api_key_set (bool: the key is not empty; the key itself stays out of the plan),
     vllm_allow_no_api_key, ui_image, image_source, image_archives, vllm_ipc_mode, vllm_shm_size,
     vllm_gpu_memory_utilization, vllm_shutdown_timeout, ui_health_path, gate_dir, gate_mounts, gate_interval,
-    gpu_watch_interval, gpu_watch_fall, gpu_watch_rise, gpu_health_args, model_checksum_args. A missing key is not checked.
+    gpu_watch_interval, gpu_watch_fall, gpu_watch_rise, gpu_health_args, model_checksum_args, model_manifest,
+    model_manifest_src. A missing key is not checked.
     """
     errors = []
     if "vllm_api_key_set" in config and not config["vllm_api_key_set"] and not config.get("vllm_allow_no_api_key"):
@@ -308,6 +309,13 @@ def settings_errors(config):
         errors += _gpu_health_args_errors(config["gpu_health_args"])
     if "model_checksum_args" in config:
         errors += _passthrough_errors(config["model_checksum_args"], "webui_model_checksum_args", MODEL_CHECKSUM_ARGS)
+    if not _blank(config.get("model_manifest")):
+        checks.add(errors, checks.absolute_path(config["model_manifest"], "webui_model_manifest"))
+        if not _blank(config.get("model_manifest_src")):
+            errors.append(
+                "webui_model_manifest_src: set together with webui_model_manifest; give one (the controller's file "
+                "is copied to the host and used for every instance)"
+            )
     return errors
 
 

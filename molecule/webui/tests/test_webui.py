@@ -254,6 +254,39 @@ def test_corrupted_model_blocks_only_its_instance(host, address):
     assert containers(host)["qwen3vl-vllm-1"][1]
 
 
+def test_a_tampered_share_cannot_vouch_for_itself_with_the_controllers_manifest(host, address, tmp_path):
+    """Instance 1's model directory is damaged and its SHA256SUMS rewritten to match (what anyone who can write
+    the share can do). With webui_model_manifest_src, the check uses the controller's manifest: instance 1 is
+    blocked, instance 0 (intact weights) keeps running, and the boot gate checks against the controller's copy."""
+    manifest = tmp_path / "Qwen3-VL-test.sha256"
+    manifest.write_text(host.file(MODEL_DIR + "/SHA256SUMS").content_string)
+    host.run_expect(
+        [0],
+        "rm -rf /srv/models/tampered && cp -a %s /srv/models/tampered && cd /srv/models/tampered && "
+        "printf 'X' | dd of=model-00002-of-00002.safetensors bs=1 seek=4096 conv=notrunc && "
+        "awk '!/^#/ {print $2}' SHA256SUMS | xargs sha256sum > /tmp/sums && mv /tmp/sums SHA256SUMS" % MODEL_DIR,
+    )
+    host.run_expect([0], "docker rm -f qwen3vl-vllm-1")
+    before = containers(host)
+    plan = {
+        "webui_instances": [{"gpu": 0}, {"gpu": 1, "model_dir": "/srv/models/tampered"}],
+        "webui_model_manifest_src": str(manifest),
+    }
+    out = converge(plan)[1]
+    assert "model checksum failed for /srv/models/tampered" in out, out[-3000:]
+    after = containers(host)
+    assert "qwen3vl-vllm-1" not in after, "the tampered instance was started"
+    assert after["qwen3vl-vllm-0"][0] == before["qwen3vl-vllm-0"][0]
+    assert _chat_via_webui(address, 0)[0] == 200
+    copy = host.file("/etc/qwen3vl/model-manifest.sha256")
+    assert (copy.user, copy.mode) == ("root", 0o644) and copy.content_string == manifest.read_text()
+    gate = json.loads(host.file("/etc/qwen3vl/instance-gate.json").content_string)
+    # both instances stay in the gate's care (weights it checks again at every boot), against the controller's copy
+    assert {i["id"]: i["manifest"] for i in gate["instances"]} == dict.fromkeys(["0", "1"], copy.path)
+    converge()
+    assert containers(host)["qwen3vl-vllm-1"][1]
+
+
 def test_unhealthy_gpu_blocks_only_its_instance(host, address):
     host.run_expect([0], "docker rm -f qwen3vl-vllm-1")
     args = {

@@ -94,6 +94,17 @@ MOVED = [
         {"ui_health_path": "/healthz"},
         "webui_ui_health_path: 'healthz' is not a URL path starting with /",
     ),
+    (
+        {"model_manifest": "models/Qwen3-VL.sha256", "model_manifest_src": ""},
+        {"model_manifest": "/srv/models/Qwen3-VL.sha256", "model_manifest_src": ""},
+        "webui_model_manifest: 'models/Qwen3-VL.sha256' is not an absolute path",
+    ),
+    (
+        {"model_manifest": "/srv/models/Qwen3-VL.sha256", "model_manifest_src": "files/Qwen3-VL.sha256"},
+        {"model_manifest": "", "model_manifest_src": "files/Qwen3-VL.sha256"},
+        "webui_model_manifest_src: set together with webui_model_manifest; give one (the controller's file "
+        "is copied to the host and used for every instance)",
+    ),
 ]
 
 
@@ -116,6 +127,7 @@ def test_the_settings_are_checked_without_host_context_and_all_at_once():
         "webui_vllm_gpu_memory_utilization",
         "webui_vllm_shutdown_timeout",
         "webui_ui_health_path",
+        "webui_model_manifest_src",  # the last manifest case wins the merge: both set, the path absolute
     ]
 
 
