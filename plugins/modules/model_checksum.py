@@ -108,9 +108,9 @@ options:
     default: "0644"
   outside_links:
     description:
-      - V(refuse) fails a file whose path leads out of O(path) through a symbolic link (status C(outside)):
-        a model container mounts only the directory, where such a link is broken, and a manifest on a shared
-        directory must not vouch for (or print the digest of) a file elsewhere.
+      - V(refuse) fails a file whose path leads out of O(path) through a symbolic link (status C(outside)),
+        because a model container mounts only the directory, where such a link is broken, and a manifest on a
+        shared directory must not vouch for (or print the digest of) a file elsewhere.
       - V(follow) reads through such links, for a directory whose users see the same filesystem (a Hugging
         Face cache snapshot used in place on the host).
     type: str
