@@ -7,6 +7,7 @@ it, to loopback. The playbook runs use the scenario's converge.yml with extra va
 import base64
 import functools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -49,8 +50,10 @@ def _png(width=4, height=3):
 PNG = _png()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def address():
+    # asked for each test: the reboot test restarts the container, which may come back with another address,
+    # and pytest runs the tests that take no `host` after every one that does (the reboot test among them)
     return _address()
 
 
@@ -222,11 +225,32 @@ def test_a_change_to_one_instance_leaves_the_other_answering(host, address):
     converge()  # back to the scenario's settings (instance 1 is recreated once more)
 
 
+def _task_output(out, name):
+    """The lines ansible printed for the task whose name starts with ``name``."""
+    return out.split("webui : %s" % name, 1)[1].split("\nTASK [", 1)[0]
+
+
 def test_second_converge_changes_nothing_and_check_mode_is_clean():
     out = converge()[1]
     assert recap_changed(out, HOST) == 0, out[-3000:]
+    # the image tarball is not hashed or copied again: its name, size and modification time are recorded
+    copy = _task_output(out, "Copy the image tarballs that changed")
+    assert "skipping: [%s]" % HOST in copy and "ok: [" not in copy, copy
     out = converge(check=True)[1]
     assert recap_changed(out, HOST) == 0, out[-3000:]
+
+
+def test_a_tarball_touched_on_the_controller_is_compared_again_and_not_reloaded():
+    """A new modification time on the controller makes the role compare the tarball's contents again (the same
+    bytes: nothing copied, nothing loaded); the record on the host takes the new time."""
+    archive = SCENARIO.parents[1] / ".cache" / "images" / "qwen3vl-standin-images.tar"
+    os.utime(archive)
+    out = converge()[1]
+    copy = _task_output(out, "Copy the image tarballs that changed")
+    assert "ok: [%s]" % HOST in copy, copy
+    assert "skipping" in _task_output(out, "Load the tarballs that changed"), out[-3000:]
+    assert "changed: [%s]" % HOST in _task_output(out, "Keep what runs where on the host"), out[-3000:]
+    assert recap_changed(out, HOST) == 1, out[-3000:]  # only the record, with the new time
 
 
 def test_corrupted_model_blocks_only_its_instance(host, address):
@@ -358,7 +382,7 @@ def _answers(address):
         return False
 
 
-# Last in this file: it reboots the host. The boot gate (qwen3vl-instance-gate) must hold every instance back
+# Last of the tests that take `host` (pytest runs those that do not after them): it reboots the host. The boot gate (qwen3vl-instance-gate) must hold every instance back
 # while the data share is missing - dockerd's own attempt to start them fails on the missing links - and
 # start them once the share returns.
 def test_a_reboot_without_the_data_share_starts_nothing_until_the_share_returns(host, address):
