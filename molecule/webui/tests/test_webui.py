@@ -382,9 +382,9 @@ def _answers(address):
         return False
 
 
-# Last of the tests that take `host` (pytest runs those that do not after them): it reboots the host. The boot gate (qwen3vl-instance-gate) must hold every instance back
-# while the data share is missing - dockerd's own attempt to start them fails on the missing links - and
-# start them once the share returns.
+# Last of the tests that take `host` (pytest runs those that do not after them): it reboots the host. The boot
+# gate (qwen3vl-instance-gate) must hold every instance back while the data share is missing - dockerd's own
+# attempt to start them fails on the missing links - and start them once the share returns.
 def test_a_reboot_without_the_data_share_starts_nothing_until_the_share_returns(host, address):
     session = "before-reboot-%d" % time.time_ns()
     assert _chat_via_webui(address, 0, session)[0] == 200
