@@ -55,11 +55,12 @@ STATUS_DIGEST = "digest_mismatch"
 STATUS_UNREADABLE = "unreadable"
 STATUS_NOT_FILE = "not_a_file"
 STATUS_EXTRA = "extra"
-STATUS_OUTSIDE = "outside"
-BAD_STATUSES = (STATUS_MISSING, STATUS_SIZE, STATUS_DIGEST, STATUS_UNREADABLE, STATUS_NOT_FILE, STATUS_OUTSIDE)
 # What a name leading out of the directory through a symbolic link gets, instead of a size or a digest: a model
 # container mounts only the directory, so the link is broken in there, and what it points at is not the
 # manifest's to vouch for (nor to print a digest of).
+STATUS_OUTSIDE = "outside"
+BAD_STATUSES = (STATUS_MISSING, STATUS_SIZE, STATUS_DIGEST, STATUS_UNREADABLE, STATUS_NOT_FILE, STATUS_OUTSIDE)
+# outside_links: refuse such a name (the default), or follow the link.
 OUTSIDE_LINKS = ("refuse", "follow")
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{64}$")

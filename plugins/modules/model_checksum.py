@@ -330,7 +330,7 @@ def main():
             fail_on_mismatch=dict(type="bool", default=True),
             sizes=dict(type="bool", default=True),
             manifest_mode=dict(type="raw", default="0644"),
-            outside_links=dict(type="str", choices=["refuse", "follow"], default="refuse"),
+            outside_links=dict(type="str", choices=list(core.OUTSIDE_LINKS), default=core.OUTSIDE_LINKS[0]),
         ),
         mutually_exclusive=[("manifest", "manifest_content")],
         supports_check_mode=True,
