@@ -7,7 +7,10 @@ nginx OSS only notices a dead server when a request to it fails, and a 502 or a 
 POST is not retried. This checker runs beside nginx on every load balancer (role nginx_lb). It probes
 each model instance often, keeps an in/out verdict per upstream server with hysteresis, and writes
 nginx's upstream blocks with ``down`` on the servers that are out, then reloads nginx (SIGHUP: new
-workers take the new file, old workers finish the requests they hold).
+workers take the new file, old workers finish the requests they hold). nginx has taken a change once
+none of the workers it had before the signal still accepts connections; the checker watches for that in
+``/proc`` and notes the time (``applied`` in the state, the reload's duration in the metrics): until then,
+new requests may still reach a server that was taken out.
 
 What is probed (the ``checks`` of each server in the configuration):
 - a WebUI server: its WebUI health URL *and* its vLLM's ``/health`` (a WebUI whose model server is
@@ -56,6 +59,8 @@ DEFAULTS = {
     "nginx": {"balance": "least_conn", "max_fails": 1, "fail_timeout": "5s", "keepalive": 32},
 }
 UPSTREAMS = ("webui", "api")
+# how long after a reload the checker watches for nginx to take it (see Checker.confirm)
+RELOAD_CONFIRM_SECONDS = 10.0
 _SERVER_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 _URL_RE = re.compile(r"^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})(/[!-~]*)$")
 _NGINX_TIME_RE = re.compile(r"^[0-9]+[smhdwMy]?$")  # fail_timeout is read in whole seconds: no ms
@@ -296,8 +301,9 @@ def _label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def metrics(config, rotation, failing_open, transitions, now):
-    """Prometheus text for node_exporter's textfile collector."""
+def metrics(config, rotation, failing_open, transitions, now, *, reload_seconds=None):
+    """Prometheus text for node_exporter's textfile collector (``reload_seconds``: how long nginx took to
+    take the last confirmed reload; left out until there is one)."""
     out = [
         "# HELP qwen3vl_lb_backend_in_rotation 1 when this load balancer sends new requests to the server;"
         " reason says why not (or ok).",
@@ -331,11 +337,20 @@ def metrics(config, rotation, failing_open, transitions, now):
         "# TYPE qwen3vl_lb_checker_heartbeat_timestamp_seconds gauge",
         "qwen3vl_lb_checker_heartbeat_timestamp_seconds %.3f" % now,
     ]
+    if reload_seconds is not None:
+        out += [
+            "# HELP qwen3vl_lb_checker_reload_seconds From the checker's signal to nginx until none of its old"
+            " workers accepted connections, for the last reload.",
+            "# TYPE qwen3vl_lb_checker_reload_seconds gauge",
+            "qwen3vl_lb_checker_reload_seconds %.3f" % reload_seconds,
+        ]
     return "\n".join(out) + "\n"
 
 
-def state_document(config, rotation, failing_open, since, now):
-    """The JSON the drain playbook and the tests read."""
+def state_document(config, rotation, failing_open, since, now, *, applied=None):
+    """The JSON the drain playbook, the drills and the tests read. Per server: ``since`` when the checker
+    decided its verdict, ``applied`` when nginx was seen serving it (null until then, or when not watched)."""
+    applied = applied or {}
     return {
         "time": now,
         "failing_open": failing_open,
@@ -349,6 +364,7 @@ def state_document(config, rotation, failing_open, since, now):
                 "in_rotation": rotation[(s["upstream"], s["server"])][0],
                 "reason": rotation[(s["upstream"], s["server"])][1],
                 "since": since.get((s["upstream"], s["server"])),
+                "applied": applied.get((s["upstream"], s["server"])),
             }
             for s in config["servers"]
         ],
@@ -433,9 +449,10 @@ class Checker:
     ``clock`` gives seconds since the epoch. Everything touching the system is passed in.
     """
 
-    def __init__(self, config, reload, log, clock=time.time):
+    def __init__(self, config, reload, log, clock=time.time, applied=None):
         self.config = config
         self.reload = reload
+        self.applied_check = applied
         self.log = log
         self.clock = clock
         self.checks = {}
@@ -445,6 +462,9 @@ class Checker:
         self.rotation = {}
         self.failing_open = {}
         self.since = {}
+        self.applied = {}
+        self.pending = None
+        self.reload_seconds = None
         self.transitions = {}
         self.drained = set()
         self.written = 0.0
@@ -478,6 +498,7 @@ class Checker:
         now = self.clock()
         rotation, failing_open = verdicts(self.config["servers"], self.checks, self.drained)
         changed = rotation != self.rotation or failing_open != self.failing_open
+        moved = set()
         for sid, (in_rotation, reason) in rotation.items():
             old = self.rotation.get(sid)
             if old is None or old != (in_rotation, reason):
@@ -485,6 +506,7 @@ class Checker:
                     self.transitions[sid] = self.transitions.get(sid, 0) + 1
                 if old is None or old[0] != in_rotation:
                     self.since[sid] = now
+                    moved.add(sid)
                 server = next(s for s in self.config["servers"] if (s["upstream"], s["server"]) == sid)
                 self.log(
                     "%s %s %s (%s %s): %s"
@@ -509,14 +531,16 @@ class Checker:
                     )
                 )
         self.rotation, self.failing_open = rotation, failing_open
+        for sid in moved:  # nginx serves the new verdict only once it has taken the reload that carries it
+            self.applied.pop(sid, None)
         reloaded = False
         if changed or force or self.retry:
-            reloaded = self._apply(rotation)
+            reloaded = self._apply(rotation, now)
         if changed or force or now - self.written >= self.config["heartbeat"]:
             self.write_state(now)
         return reloaded
 
-    def _apply(self, rotation):
+    def _apply(self, rotation, now):
         """Write nginx's file and reload; a failed write or reload is retried at the next update (the
         heartbeat brings one within ``heartbeat`` seconds) instead of ending the checker."""
         try:
@@ -527,15 +551,50 @@ class Checker:
             return False
         if not (written or self.reload_failed):
             self.retry = False
+            if self.pending is None:  # nginx already has this file (else: the pending reload carries it)
+                self._taken(self._unapplied(), now)
             return False
-        if self.reload() is False:
+        token = self.reload()
+        if token is False:
             self._problem("could not signal nginx (pid file %s); trying again" % self.config["nginx_pid_file"])
             self.reload_failed = self.retry = True
             return False
         self.reload_failed = self.retry = False
         self.problem = None
         self.reloads += 1
+        if self.applied_check is not None:  # a later reload covers what an unconfirmed earlier one carried
+            self.pending = {"token": token, "sent": now, "verdicts": self._unapplied()}
         return True
+
+    def _unapplied(self):
+        """{server: since} of the servers whose current verdict nginx is not known to serve yet."""
+        return {sid: self.since.get(sid) for sid in self.rotation if sid not in self.applied}
+
+    def _taken(self, verdicts, now):
+        for sid, since in verdicts.items():
+            if self.since.get(sid) == since and sid not in self.applied:  # (not moved again since)
+                self.applied[sid] = now
+
+    def confirm(self):
+        """While a reload is pending: when nginx has taken it, note when (``applied``, the reload's duration)
+        and write the state; give up after RELOAD_CONFIRM_SECONDS. Returns True when the state was written."""
+        if self.pending is None:
+            return False
+        now = self.clock()
+        pending = self.pending
+        if self.applied_check(pending["token"]):
+            self.pending = None
+            self._taken(pending["verdicts"], now)
+            self.reload_seconds = now - pending["sent"]
+            self.write_state(now)
+            return True
+        if now - pending["sent"] > RELOAD_CONFIRM_SECONDS:
+            self.pending = None
+            self._problem(
+                "nginx has not taken the reload of %.1fs ago: the workers it had before still accept connections"
+                " (a configuration nginx refused? see its error log)" % (now - pending["sent"])
+            )
+        return False
 
     def _problem(self, text):
         if text != self.problem:  # once per distinct problem, not at every retry
@@ -544,13 +603,15 @@ class Checker:
 
     def write_state(self, now):
         self.written = now
-        doc = state_document(self.config, self.rotation, self.failing_open, self.since, now)
+        doc = state_document(self.config, self.rotation, self.failing_open, self.since, now, applied=self.applied)
         try:
             write_atomic(self.config["state_file"], json.dumps(doc, indent=1, sort_keys=True) + "\n")
         except OSError as exc:
             self._problem("cannot write the state file %s: %s" % (self.config["state_file"], exc))
         if self.config["textfile"]:
-            text = metrics(self.config, self.rotation, self.failing_open, self.transitions, now)
+            text = metrics(
+                self.config, self.rotation, self.failing_open, self.transitions, now, reload_seconds=self.reload_seconds
+            )
             try:
                 write_atomic(self.config["textfile"], text)
             except OSError as exc:  # e.g. no node_exporter textfile directory on this host (yet)
@@ -565,15 +626,53 @@ class Checker:
         return self.retry or self.clock() - self.written >= self.config["heartbeat"]
 
 
-def reload_nginx(pid_file):
-    """SIGHUP to nginx's master; a stopped nginx reads the file when it starts."""
+def nginx_workers(master, proc="/proc"):
+    """{pid: start time (clock ticks after boot)} of ``master``'s worker processes that still accept
+    connections: an old worker told to quit calls itself "worker process is shutting down", then closes its
+    listening sockets and finishes the requests it holds."""
+    workers = {}
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "stat"), encoding="utf-8", errors="replace") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            if int(fields[1]) != master:
+                continue
+            with open(os.path.join(proc, entry, "cmdline"), "rb") as handle:
+                title = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended while we looked
+        if "worker process" in title and "shutting down" not in title:
+            workers[int(entry)] = int(fields[19])  # field 22 of stat: starttime
+    return workers
+
+
+def _uptime_ticks(proc="/proc"):
+    with open(os.path.join(proc, "uptime"), encoding="ascii") as handle:
+        return float(handle.read().split()[0]) * os.sysconf("SC_CLK_TCK")
+
+
+def reload_nginx(pid_file, proc="/proc"):
+    """SIGHUP to nginx's master; a stopped nginx reads the file when it starts. Returns what
+    :func:`nginx_took` needs (the master, the workers it had, the time since boot in clock ticks), or False
+    when nginx could not be signalled."""
     try:
         with open(pid_file, encoding="ascii") as handle:
             pid = int(handle.read().strip())
+        before = set(nginx_workers(pid, proc))
+        ticks = _uptime_ticks(proc)
         os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError):
         return False
-    return True
+    return {"master": pid, "workers": before, "ticks": ticks}
+
+
+def nginx_took(token, proc="/proc"):
+    """True once nginx runs workers, each started since the signal (one tick of slack), and none of those it
+    had before still accepts connections."""
+    now = nginx_workers(token["master"], proc)
+    return bool(now) and not set(now) & token["workers"] and min(now.values()) >= token["ticks"] - 1
 
 
 async def _probe_loop(checker, url, queue):
@@ -597,9 +696,14 @@ async def run(checker, stop):
     try:
         while not stop.is_set():
             get = asyncio.ensure_future(queue.get())
-            done, _unused = await asyncio.wait({get, stop_task}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            # while a reload is pending, look every 10 ms whether nginx has taken it
+            wait = 0.01 if checker.pending else 1.0
+            done, _unused = await asyncio.wait({get, stop_task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            checker.confirm()
             if get not in done:
                 get.cancel()
+                if checker.pending:
+                    continue
                 if checker.ready():
                     checker.update(read_drained(checker.config["drain_dir"]))
                 continue
@@ -819,7 +923,7 @@ def main(argv=None):
     def log(line):
         _say(line)
 
-    checker = Checker(config, lambda: reload_nginx(config["nginx_pid_file"]), log)
+    checker = Checker(config, lambda: reload_nginx(config["nginx_pid_file"]), log, applied=nginx_took)
     log(
         "checking %d servers (%d URLs) every %gs, timeout %gs, fall %d, rise %d: out of rotation within %.2fs of a fault"
         % (

@@ -78,6 +78,13 @@ def gpu1_out(lb, leaving):
     return all(not s["in_rotation"] for (u, _server), s in mine.items() if u in leaving) and doc
 
 
+def nginx_took_out(lb, leaving):
+    """lb's state once its checker saw nginx take the reload that took gpu1's ``leaving`` servers out, else False."""
+    doc = state(lb)
+    mine = servers_of(doc, GPU1)
+    return all(not s["in_rotation"] and s["applied"] for (u, _server), s in mine.items() if u in leaving) and doc
+
+
 def all_in(lb):
     doc = state(lb)
     return all(s["in_rotation"] and s["reason"] == "ok" for s in doc["servers"]) and doc
@@ -134,7 +141,7 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
         # the bound grows by how long it took
         fault_window = time.time() - t_fault
         try:
-            out = {}
+            out, took = {}, {}
             for lb in LBS:
                 doc = wait_until(lambda lb=lb: gpu1_out(lb, leaving), out_bound(cfg) + 5)
                 assert doc, "%s: gpu1 still in rotation: %s" % (lb, state(lb))
@@ -148,6 +155,15 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
                         out[lb] = s["since"] - t_fault
                     else:
                         assert s["in_rotation"], "%s should stay in: %s" % (upstream, s)
+                # the checker sees nginx's old workers stop accepting (at most 10 s, else it gives up)
+                doc = wait_until(lambda lb=lb: nginx_took_out(lb, leaving), 10)
+                assert doc, "%s: nginx not seen taking the reload: %s" % (lb, state(lb))
+                for (upstream, _server), s in servers_of(doc, GPU1).items():
+                    if upstream in leaving:
+                        assert s["since"] <= s["applied"] < s["since"] + 10, s
+                        took[lb] = max(took.get(lb, 0), s["applied"] - s["since"])
+                prom = sh(lb, "cat /var/lib/prometheus/node-exporter/qwen3vl_upstreams.prom").stdout
+                assert re.search(r"^qwen3vl_lb_checker_reload_seconds [0-9.]+$", prom, re.M), prom
             time.sleep(3)
         finally:
             t_recover = time.time()
@@ -160,7 +176,8 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
         time.sleep(1.5)
     split = load.split(t_fault)
     print(
-        "\n%s run %d: %d requests, out of rotation after %s s (bound %.2f s), back after %s s; failed: "
+        "\n%s run %d: %d requests, out of rotation after %s s (bound %.2f s), nginx took it %s s later, back after %s s;"
+        " failed: "
         "in flight at the fault %d, started in the first second %d, started >= 1 s after %d %s"
         % (
             fault,
@@ -168,6 +185,7 @@ def test_a_sick_instance_leaves_rotation_within_the_bound_and_no_new_request_fai
             len(split["all"]),
             {lb[-3:]: round(v, 3) for lb, v in out.items()},
             out_bound(cfg) + fault_window,
+            {lb[-3:]: round(v, 3) for lb, v in took.items()},
             {lb[-3:]: round(v, 3) for lb, v in back.items()},
             len(split["in_flight"]),
             len(split["early"]),

@@ -853,12 +853,22 @@ class FakeClock:
 
 
 def make_checker(tmp_path, **settings):
+    """A checker with a fake clock and a fake nginx: each reload is a token (its number); nginx has taken
+    the reloads whose numbers are in ``taken``. ``started`` takes every reload at once."""
     config = loaded(**dict(tmp_paths(tmp_path), fall=3, rise=2, heartbeat=5, **settings))
     clock = FakeClock()
     reloads = []
+    taken = set()
     log = []
-    checker = uc.Checker(config, lambda: reloads.append(clock.now), log.append, clock=clock)
-    return types.SimpleNamespace(checker=checker, clock=clock, reloads=reloads, log=log, config=config, tmp=tmp_path)
+
+    def reload():
+        reloads.append(clock.now)
+        return len(reloads)
+
+    checker = uc.Checker(config, reload, log.append, clock=clock, applied=lambda token: token in taken)
+    return types.SimpleNamespace(
+        checker=checker, clock=clock, reloads=reloads, taken=taken, log=log, config=config, tmp=tmp_path
+    )
 
 
 def started(tmp_path, **settings):
@@ -867,6 +877,8 @@ def started(tmp_path, **settings):
     for url in h.checker.urls():
         h.checker.record(url, True, "ok")
     assert h.checker.update(force=True) is True
+    h.taken.add(len(h.reloads))
+    assert h.checker.confirm() is True
     del h.log[:]
     return h
 
@@ -1039,9 +1051,11 @@ def test_checker_state_file_and_textfile_match_the_rotation(tmp_path):
         "in_rotation": False,
         "reason": "webui_http_502",
         "since": first + 2.5,
+        "applied": None,
     }
     for sid in (("webui", "10.0.0.1:7860"), ("api", "10.0.0.1:8000"), ("api", "10.0.0.2:8000")):
         assert (servers[sid]["in_rotation"], servers[sid]["reason"], servers[sid]["since"]) == (True, "ok", first)
+        assert servers[sid]["applied"] == first
     prom = (tmp_path / "upstream_check.prom").read_text()
     in_rotation = {
         (labels["upstream"], labels["server"]): (value, labels["reason"])
@@ -1103,6 +1117,104 @@ def test_checker_fails_open_when_every_server_of_an_upstream_is_out(tmp_path):
     assert any("upstream api: no longer failing open" in line for line in h.log)
 
 
+def test_checker_notes_when_nginx_took_the_reload_that_took_a_server_out(tmp_path):
+    h = started(tmp_path)
+    before = h.clock.now
+    h.clock.now += 1
+    fail(h, GPU2_WEBUI, h.config["fall"], reason="http_502")
+    assert h.checker.update() is True
+    out = h.clock.now
+    _doc, servers = state(h)
+    assert servers[("webui", "10.0.0.2:7860")]["applied"] is None  # decided, not yet served
+    assert servers[("webui", "10.0.0.1:7860")]["applied"] == before  # unchanged verdicts keep theirs
+    h.clock.now += 0.05
+    assert h.checker.confirm() is False  # nginx's old workers still accept
+    h.clock.now += 0.2
+    h.taken.add(len(h.reloads))
+    assert h.checker.confirm() is True
+    assert h.checker.confirm() is False  # nothing pending any more
+    doc, servers = state(h)
+    assert doc["time"] == h.clock.now
+    assert servers[("webui", "10.0.0.2:7860")]["since"] == out
+    assert servers[("webui", "10.0.0.2:7860")]["applied"] == pytest.approx(out + 0.25)
+    prom = (tmp_path / "upstream_check.prom").read_text()
+    assert "qwen3vl_lb_checker_reload_seconds 0.250" in prom.splitlines()
+
+
+def test_checker_a_later_reload_nginx_took_covers_an_earlier_one_it_had_not_taken(tmp_path):
+    h = started(tmp_path)
+    fail(h, GPU2_WEBUI, h.config["fall"])
+    assert h.checker.update() is True
+    first = h.clock.now
+    h.clock.now += 0.1
+    fail(h, GPU2_VLLM, h.config["fall"])  # now its API server too
+    assert h.checker.update() is True
+    h.clock.now += 0.1
+    h.taken.add(len(h.reloads) - 1)  # the first one alone is not enough: the pending one is the last
+    assert h.checker.confirm() is False
+    h.taken.add(len(h.reloads))
+    assert h.checker.confirm() is True
+    _doc, servers = state(h)
+    assert servers[("api", "10.0.0.2:8000")]["in_rotation"] is False
+    assert servers[("webui", "10.0.0.2:7860")]["applied"] == servers[("api", "10.0.0.2:8000")]["applied"]
+    assert servers[("webui", "10.0.0.2:7860")]["applied"] == pytest.approx(first + 0.2)
+
+
+def test_checker_a_server_back_in_before_nginx_took_its_way_out_waits_for_the_reload_that_puts_it_back(tmp_path):
+    h = started(tmp_path)
+    fail(h, GPU2_WEBUI, h.config["fall"])
+    assert h.checker.update() is True
+    h.clock.now += 0.1
+    for _i in range(h.config["rise"]):
+        h.checker.record(GPU2_WEBUI, True, "ok")
+    assert h.checker.update() is True
+    back = h.clock.now
+    h.clock.now += 0.1
+    h.taken.add(len(h.reloads))
+    assert h.checker.confirm() is True
+    _doc, servers = state(h)
+    assert servers[("webui", "10.0.0.2:7860")]["in_rotation"] is True
+    assert servers[("webui", "10.0.0.2:7860")]["since"] == back
+    assert servers[("webui", "10.0.0.2:7860")]["applied"] == pytest.approx(back + 0.1)
+
+
+def test_checker_stops_waiting_for_a_reload_nginx_never_takes_and_says_so(tmp_path):
+    h = started(tmp_path)
+    fail(h, GPU2_WEBUI, h.config["fall"])
+    assert h.checker.update() is True
+    h.clock.now += uc.RELOAD_CONFIRM_SECONDS
+    assert h.checker.confirm() is False
+    assert h.checker.pending is not None
+    h.clock.now += 0.1
+    assert h.checker.confirm() is False
+    assert h.checker.pending is None
+    assert [line for line in h.log if "nginx has not taken the reload" in line]
+    _doc, servers = state(h)
+    assert servers[("webui", "10.0.0.2:7860")]["applied"] is None
+
+
+def test_checker_without_a_way_to_see_nginx_take_a_reload_leaves_applied_unknown(tmp_path):
+    config = loaded(**tmp_paths(tmp_path))
+    checker = uc.Checker(config, lambda: True, lambda line: None, clock=FakeClock())
+    for url in checker.urls():
+        checker.record(url, True, "ok")
+    assert checker.update(force=True) is True
+    assert checker.pending is None and checker.confirm() is False
+    doc = json.loads((tmp_path / "state.json").read_text())
+    assert {s["applied"] for s in doc["servers"]} == {None}
+
+
+def test_checker_a_file_nginx_already_has_counts_as_served_at_once(tmp_path):
+    h = make_checker(tmp_path)
+    for url in h.checker.urls():
+        h.checker.record(url, True, "ok")
+    rotation, _unused = uc.verdicts(h.config["servers"], h.checker.checks, set())
+    (tmp_path / "upstreams.conf").write_text(uc.render(h.config, rotation))
+    assert h.checker.update(force=True) is False
+    _doc, servers = state(h)
+    assert {s["applied"] for s in servers.values()} == {h.clock.now}
+
+
 # ---------------------------------------------------------------------------------------------- reload_nginx
 
 
@@ -1114,7 +1226,8 @@ def test_reload_nginx_sends_sighup_to_the_pid_in_the_file(tmp_path):
     try:
         assert child.stdout.readline().strip() == "ready"
         (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
-        assert uc.reload_nginx(str(tmp_path / "nginx.pid")) is True
+        token = uc.reload_nginx(str(tmp_path / "nginx.pid"))
+        assert (token["master"], token["workers"]) == (child.pid, set())
         assert child.wait(timeout=10) == -signal.SIGHUP
     finally:
         if child.poll() is None:
@@ -1126,6 +1239,95 @@ def test_reload_nginx_without_a_usable_pid_file_returns_false(tmp_path):
     assert uc.reload_nginx(str(tmp_path / "missing.pid")) is False
     (tmp_path / "garbage.pid").write_text("nginx\n")
     assert uc.reload_nginx(str(tmp_path / "garbage.pid")) is False
+
+
+def fake_proc(root, processes, uptime=1000.0):
+    """A stand-in for /proc: {pid: (parent pid, command line as nginx sets it, start time in clock ticks)},
+    and the seconds since boot."""
+    for pid, (parent, title, start) in processes.items():
+        (root / str(pid)).mkdir(parents=True)
+        # the fields of stat after the name: state, ppid, 17 more, then starttime
+        fields = ["S", str(parent)] + ["0"] * 17 + [str(start)]
+        (root / str(pid) / "stat").write_text("%d (nginx) %s 0 0\n" % (pid, " ".join(fields)))
+        (root / str(pid) / "cmdline").write_bytes(title.encode() + b"\0" * 20)
+    (root / "uptime").write_text("%.2f 1234.56\n" % uptime)
+    return str(root)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+NGINX_BEFORE = {
+    1: (0, "/sbin/init", 1),
+    70: (1, "nginx: master process /usr/sbin/nginx -g daemon on; master_process on;", 500 * TICK),
+    71: (70, "nginx: worker process", 500 * TICK),
+    72: (70, "nginx: worker process", 500 * TICK),
+    90: (1, "python3 /usr/local/lib/qwen3vl-upstream-check/qwen3vl-upstream-check", 400 * TICK),
+    91: (90, "nginx: worker process", 400 * TICK),  # a worker of another master is not ours
+}
+HUP_AT = {"master": 70, "workers": {71, 72}, "ticks": 1000 * TICK}  # what reload_nginx noted before the signal
+
+
+def test_nginx_workers_are_the_masters_children_that_still_accept_with_their_start_times(tmp_path):
+    proc = fake_proc(tmp_path, NGINX_BEFORE | {73: (70, "nginx: cache manager process", 500 * TICK)})
+    assert uc.nginx_workers(70, proc) == {71: 500 * TICK, 72: 500 * TICK}
+
+
+def test_nginx_took_a_reload_once_none_of_its_old_workers_accepts(tmp_path):
+    # the master has started new workers; the old ones have not been told to quit yet
+    new = {74: (70, "nginx: worker process", 1000 * TICK + 2), 75: (70, "nginx: worker process", 1000 * TICK + 2)}
+    assert uc.nginx_took(HUP_AT, fake_proc(tmp_path / "both", NGINX_BEFORE | new)) is False
+    # one old worker still finishes a stream: it no longer accepts; the other has gone
+    draining = NGINX_BEFORE | new | {71: (70, "nginx: worker process is shutting down", 500 * TICK)}
+    del draining[72]
+    assert uc.nginx_took(HUP_AT, fake_proc(tmp_path / "draining", draining)) is True
+
+
+def test_nginx_took_nothing_while_an_accepting_worker_is_older_than_the_signal(tmp_path):
+    # a worker reload_nginx did not see (it was not in the list then) but that started before the signal
+    old = NGINX_BEFORE | {71: (70, "nginx: worker process", 990 * TICK), 74: (70, "nginx: worker process", 1000 * TICK)}
+    del old[72]
+    token = dict(HUP_AT, workers=set())
+    assert uc.nginx_took(token, fake_proc(tmp_path, old)) is False
+
+
+def test_nginx_took_nothing_while_the_master_has_no_worker(tmp_path):
+    token = dict(HUP_AT, workers=set())
+    assert uc.nginx_took(token, fake_proc(tmp_path, {70: NGINX_BEFORE[70]})) is False
+
+
+def test_reload_nginx_notes_the_workers_and_the_time_before_it_signals(tmp_path):
+    proc = fake_proc(tmp_path / "proc", NGINX_BEFORE, uptime=1000.0)
+    code = "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        os.rename(os.path.join(proc, "70"), os.path.join(proc, str(child.pid)))
+        for pid in (71, 72):
+            stat = tmp_path / "proc" / str(pid) / "stat"
+            stat.write_text(stat.read_text().replace(" S 70 ", " S %d " % child.pid))
+        (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
+        token = uc.reload_nginx(str(tmp_path / "nginx.pid"), proc)
+        assert token == {"master": child.pid, "workers": {71, 72}, "ticks": pytest.approx(1000 * TICK)}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_reload_nginx_on_this_machine_reads_the_real_proc(tmp_path):
+    """The real /proc: a process with no worker children, and the time since boot."""
+    code = "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
+        with open("/proc/uptime", encoding="ascii") as handle:
+            before = float(handle.read().split()[0]) * TICK
+        token = uc.reload_nginx(str(tmp_path / "nginx.pid"))
+        assert token["master"] == child.pid and token["workers"] == set()
+        assert before <= token["ticks"] < before + 60 * TICK
+        assert uc.nginx_took(token) is False  # it has no workers
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ---------------------------------------------------------------------------------------------- probe
