@@ -19,8 +19,9 @@ starts at ``inject_start`` and has landed by ``inject_end``. A failed request is
 - **in flight at the fault** when it started before ``inject_end`` and ended after ``inject_start``: it may
   have reached the broken part before anything could route around it;
 - **in the detection window** when it started after the fault had landed but before the service had reacted
-  (``detected``: for an instance fault, the last checker's decision to take it out of rotation plus one probe
-  interval for nginx's reload; for a load balancer fault, when another load balancer took the VIP over).
+  (``detected``: for an instance fault, when the last load balancer's nginx was seen serving without it,
+  its checker's ``applied``, or where that was not seen, the last checker's decision to take it out plus
+  one probe interval; for a load balancer fault, when another load balancer took the VIP over).
   A request nginx cannot retry safely (a WebUI whose own vLLM died answers 502 to a POST) fails here; one
   it can (a refused connection) does not. Reported, and limited only when ``max_detection_failures`` is
   set. Without ``detected`` the window is empty;
@@ -77,14 +78,14 @@ def first_answer_after(records, when):
 
 
 def _rotation_times(rotation, inject_end):
-    """{lb: seconds from the fault to leaving rotation / to being back} from the checkers' ``since`` times."""
-    leave, back = {}, {}
-    for lb, times in sorted((rotation or {}).items()):
-        if times.get("out_since") is not None:
-            leave[lb] = round(times["out_since"] - inject_end, 3)
-        if times.get("back_since") is not None:
-            back[lb] = round(times["back_since"] - inject_end, 3)
-    return leave, back
+    """{lb: seconds from the fault} to leaving rotation (the checker's decision, ``out_since``), to nginx
+    serving without it (``out_applied``) and to being back (``back_since``)."""
+    times = {"out_since": {}, "out_applied": {}, "back_since": {}}
+    for lb, seen in sorted((rotation or {}).items()):
+        for name, found in times.items():
+            if seen.get(name) is not None:
+                found[lb] = round(seen[name] - inject_end, 3)
+    return times["out_since"], times["out_applied"], times["back_since"]
 
 
 def _window(records, start, end):
@@ -115,14 +116,14 @@ def evaluate(records, events, context, thresholds):
 
     ``events``: load_start, load_end, inject_start, inject_end, and optionally detected (see above),
     recovered (the service whole again, by the drill's own observation) and restored (the restore step done).
-    ``context``: drill, title, fault, target, and optionally rotation {lb: {out_since, back_since}},
+    ``context``: drill, title, fault, target, and optionally rotation {lb: {out_since, out_applied, back_since}},
     vip {before, after}, continuity {ok, detail, ...}, bounds {name: seconds and how they were derived}.
     ``thresholds``: see THRESHOLDS, plus ``continuity`` (True: session continuity must hold).
     """
     inject_start, inject_end = events["inject_start"], events["inject_end"]
     split = split_failures(records, inject_start, inject_end, events.get("detected"))
     recovered = events.get("recovered")
-    leave, back = _rotation_times(context.get("rotation"), inject_end)
+    leave, nginx_took, back = _rotation_times(context.get("rotation"), inject_end)
     recover_s = round(recovered - inject_end, 3) if recovered is not None else None
     gap = longest_gap(records, events["load_start"], events["load_end"])
     first_ok = first_answer_after(records, inject_end)
@@ -142,6 +143,8 @@ def evaluate(records, events, context, thresholds):
         "longest_gap_at": [round(gap["from"] - inject_end, 3), round(gap["to"] - inject_end, 3)],
         "leave_rotation_s": leave,
         "left_rotation_s": max(leave.values()) if leave else None,  # on the last load balancer to act
+        "nginx_without_it_s": nginx_took,
+        "reacted_s": round(events["detected"] - inject_end, 3) if events.get("detected") is not None else None,
         "back_in_rotation_s": back,
         "recover_s": recover_s,
         "vip": context.get("vip") or {},
@@ -223,6 +226,8 @@ def markdown(report, png_name=None):
         ),
         ("longest time without a success", _cell(report["longest_gap_s"], " s")),
         ("left rotation after", _cell(report["leave_rotation_s"], " s")),
+        ("nginx served without it after", _cell(report.get("nginx_without_it_s"), " s")),
+        ("the service reacted after", _cell(report.get("reacted_s"), " s")),
         ("back in rotation after", _cell(report["back_in_rotation_s"], " s")),
         ("whole again after", _cell(report["recover_s"], " s")),
         ("VIP holder before / after", "%s / %s" % (report["vip"].get("before", "-"), report["vip"].get("after", "-"))),
@@ -272,12 +277,12 @@ def summary(reports):
     """One Markdown table across drills, in the order given."""
     lines = [
         "| drill | verdict | requests | failed in flight | failed before reaction | failed new | first success s "
-        "| longest gap s | left rotation s | whole again s | continuity |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| longest gap s | left rotation s | reacted s | whole again s | continuity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in reports:
         lines.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 r["title"],
                 "pass" if r["passed"] else "**FAIL**",
@@ -288,6 +293,7 @@ def summary(reports):
                 _cell(r["first_success_after_fault_s"]),
                 _cell(r["longest_gap_s"]),
                 _cell(r["left_rotation_s"]),
+                _cell(r.get("reacted_s")),
                 _cell(r["recover_s"]),
                 "-" if not r["continuity"] else ("yes" if r["continuity"].get("ok") else "NO"),
             )

@@ -49,7 +49,9 @@ options:
         (optional; by default the load starts with its first request and ends with the start of its last).
     type: dict
   rotation:
-    description: "Per load balancer: C(out_since) and C(back_since), the checker's times of the broken server's changes."
+    description:
+      - "Per load balancer: C(out_since) and C(back_since), the checker's times of the broken server's changes, and
+        C(out_applied), when that load balancer's nginx was seen serving without it (optional)."
     type: dict
     default: {}
   vip:

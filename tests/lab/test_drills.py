@@ -37,7 +37,7 @@ def test_every_drill_passes_under_load_and_writes_its_reports(drill_lab):
     )
     summary = (DRILLS / "summary.md").read_text() if (DRILLS / "summary.md").exists() else "(no summary)"
     print("\n" + summary)
-    assert rc == 0, out[-4000:]
+    assert rc == 0, failed_reports() + out[-4000:]
     for name in DRILL_NAMES:
         report = json.loads((DRILLS / f"{name}.json").read_text())
         assert report["passed"] and report["failed"]["new"] == 0, report["failures"]
@@ -70,6 +70,18 @@ def test_a_drill_whose_threshold_is_broken_fails_and_still_restores(drill_lab):
     assert "running" in in_host("gpu1", "docker inspect --format '{{.State.Status}}' qwen3vl-vllm-0")[1]
     for lb in ("lb1", "lb2"):
         assert all_in_rotation(lb, "gpu1"), rotation(lb, "gpu1")
+
+
+def failed_reports():
+    """What a failed drill's report says about its failures (the failed requests, when the service reacted), to
+    read in CI's log without the report files."""
+    lines = []
+    for path in sorted(DRILLS.glob("*.json")):
+        report = json.loads(path.read_text())
+        if isinstance(report, dict) and report.get("passed") is False:
+            keep = ("failures", "failed", "events", "leave_rotation_s", "nginx_without_it_s", "new_failures")
+            lines.append("%s: %s" % (path.stem, json.dumps({k: report.get(k) for k in keep}, sort_keys=True)))
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")

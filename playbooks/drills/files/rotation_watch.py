@@ -5,8 +5,10 @@
 Reads STATE_FILE (qwen3vl-upstream-check's state.json) every 20 ms and notes each change of
 ``in_rotation`` of the servers whose ``key`` is KEY (e.g. gpu1@0) and whose ``upstream`` is in the
 comma-separated UPSTREAMS, with the checker's own ``since`` time. Ends when every one of them has gone
-out of rotation and come back in, or after SECONDS. Prints {"out_since", "back_since", "changes"}:
-out_since is when the last of them went out, back_since when the last came back (null if not seen).
+out of rotation and come back in (and nginx was seen serving that), or after SECONDS. Prints
+{"out_since", "out_applied", "back_since", "back_applied", "changes"}: out_since is when the last of them went
+out, back_since when the last came back (null if not seen); *_applied when nginx served those verdicts
+(the checker's ``applied``: its reload taken; null when the checker did not see it).
 Run by the drill playbooks (async) on each load balancer; standard library only.
 """
 
@@ -28,6 +30,8 @@ def main(path, key, upstreams, seconds):
     deadline = time.monotonic() + seconds
     seen = servers(path, key, upstreams) or {}
     went_out, came_back, changes = {}, {}, []
+    out_applied, back_applied = {}, {}
+    all_back = None
     while time.monotonic() < deadline:
         now = servers(path, key, upstreams)
         for upstream, server in (now or {}).items():
@@ -47,14 +51,25 @@ def main(path, key, upstreams, seconds):
                 else:
                     went_out.setdefault(upstream, server["since"])
             seen[upstream] = server
+            applied = server.get("applied")
+            if applied is not None:  # the verdict nginx took: the first out, then the first back in after it
+                if not server["in_rotation"] and upstream in went_out and upstream not in came_back:
+                    out_applied.setdefault(upstream, applied)
+                elif server["in_rotation"] and upstream in came_back:
+                    back_applied.setdefault(upstream, applied)
         if now and len(came_back) == len(upstreams):
-            break
+            # then wait for nginx to take it back, as long as the checker watches for that
+            all_back = all_back or time.monotonic()
+            if len(back_applied) == len(upstreams) or time.monotonic() - all_back > 10:
+                break
         time.sleep(0.02)
     print(
         json.dumps(
             {
                 "out_since": max(went_out.values()) if len(went_out) == len(upstreams) else None,
+                "out_applied": max(out_applied.values()) if len(out_applied) == len(upstreams) else None,
                 "back_since": max(came_back.values()) if len(came_back) == len(upstreams) else None,
+                "back_applied": max(back_applied.values()) if len(back_applied) == len(upstreams) else None,
                 "changes": changes,
             }
         )

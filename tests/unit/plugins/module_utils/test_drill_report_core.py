@@ -81,8 +81,8 @@ def test_first_answer_of_unstreamed_requests_is_their_end():
 def test_a_clean_drill_passes_with_its_numbers():
     records = steady(T - 5, T + 10)
     rotation = {
-        "lb1": {"out_since": T + 0.3, "back_since": T + 4},
-        "lb2": {"out_since": T + 0.35, "back_since": T + 4.2},
+        "lb1": {"out_since": T + 0.3, "out_applied": T + 0.34, "back_since": T + 4},
+        "lb2": {"out_since": T + 0.35, "out_applied": None, "back_since": T + 4.2},
     }
     events = dict(EVENTS, detected=T + 0.5, recovered=T + 4.2)
     thresholds = {"max_new_failures": 0, "max_leave_rotation_s": 1.0, "max_recover_s": 6}
@@ -90,6 +90,10 @@ def test_a_clean_drill_passes_with_its_numbers():
     assert report["passed"] and report["failures"] == []
     assert report["leave_rotation_s"] == {"lb1": 0.2, "lb2": 0.25}
     assert report["left_rotation_s"] == 0.25  # the last load balancer to act
+    assert report["nginx_without_it_s"] == {"lb1": 0.24}  # lb2's nginx was not seen taking it
+    assert report["reacted_s"] == 0.4  # detected, from the fault (inject_end)
+    assert "| nginx served without it after | lb1 0.24 s |" in core.markdown(report)
+    assert "| 0.25 | 0.4 | 4.1 |" in core.summary([report])  # left rotation, reacted, whole again
     assert report["recover_s"] == 4.1
     assert report["windows"]["before"]["completed"] == 20 and report["windows"]["before"]["failed"] == 0
     # the first request started at or after inject_end (T + 0.25) ends 0.2 s later
