@@ -234,7 +234,32 @@ def config_errors(cfg):
     for key, low in (("max_fails", 0), ("next_upstream_tries", 1), ("keepalive", 0)):
         if key in cfg:
             checks.add(errors, checks.integer(cfg[key], "nginx_lb_" + key, minimum=low))
-    return errors + _active_check_errors(cfg)
+    return errors + _active_check_errors(cfg) + _client_errors(cfg)
+
+
+_RATE = re.compile(r"^[1-9][0-9]{0,6}r/[sm]$")
+
+
+def _client_errors(cfg):
+    """What the front door does per client: limits, HSTS, the proxies whose X-Forwarded-For it believes."""
+    errors = []
+    rate = cfg.get("rate_limit", "")
+    if rate not in ("", None) and not (isinstance(rate, str) and _RATE.match(rate)):
+        errors.append(
+            "nginx_lb_rate_limit: %s is not a rate per client (e.g. 20r/s, 600r/m; empty = none)" % checks.show(rate)
+        )
+    for key in ("rate_burst", "conn_limit", "hsts_max_age"):
+        if key in cfg:
+            checks.add(errors, checks.integer(cfg[key], "nginx_lb_" + key, minimum=0))
+    proxies = cfg.get("trusted_proxies", [])
+    if not isinstance(proxies, list):
+        errors.append(
+            "nginx_lb_trusted_proxies: must be a list of addresses or networks, got %s" % checks.show(proxies)
+        )
+    else:
+        for index, proxy in enumerate(proxies):
+            checks.add(errors, checks.network(proxy, "nginx_lb_trusted_proxies[%d]" % index))
+    return errors
 
 
 def _active_check_errors(cfg):

@@ -13,7 +13,9 @@ OPENAI_API_BASE_URL (default http://127.0.0.1:8000/v1), OPENAI_API_KEY, MODEL_NA
 DATA_DIR (default /data), STANDIN_INSTANCE_NAME (default: the host name).
 
 Endpoints: GET / (HTML form), GET /healthz, POST /api/chat, GET /api/sessions/<id>,
-POST /api/upload (raw image/png or image/jpeg body, at most 10 MiB), GET /ws (WebSocket echo).
+POST /api/upload (raw image/png or image/jpeg body, at most 10 MiB), GET /ws (WebSocket echo),
+GET /api/request-headers (the request's headers as JSON: what a proxy in front passed on; a test aid,
+no real WebUI has it).
 """
 
 import argparse
@@ -327,6 +329,7 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/api/chat"): self.chat,
             ("POST", "/api/upload"): self.upload,
             ("GET", "/ws"): self.websocket,
+            ("GET", "/api/request-headers"): self.request_headers,
         }
         try:
             if self.command == "GET" and path.startswith("/api/sessions/"):
@@ -400,6 +403,13 @@ class Handler(BaseHTTPRequestHandler):
         frame = bytes([0x81, 126]) + len(reply).to_bytes(2, "big") if len(reply) > 125 else bytes([0x81, len(reply)])
         self.wfile.write(frame + reply + bytes([0x88, 0]))
         self.wfile.flush()
+
+    def request_headers(self):
+        """The headers as this server got them ({name: [values]}, names in lower case)."""
+        seen = {}
+        for name, value in self.headers.items():
+            seen.setdefault(name.lower(), []).append(value)
+        return self.send_json(200, seen)
 
     def upload(self):
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()

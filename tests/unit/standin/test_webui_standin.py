@@ -53,6 +53,15 @@ def test_index_says_it_is_a_stand_in(start_webui, backend, data_dir):
     assert b"<form" in response.body
 
 
+def test_request_headers_echoes_what_it_got(start_webui, backend, data_dir):
+    port = start_webui(webui_env(backend, data_dir))[1]
+    response = request(port, "GET", "/api/request-headers", headers={"X-Forwarded-For": "192.0.2.9", "X-Two": "a"})
+    assert response.status == 200
+    seen = json.loads(response.body)
+    assert seen["x-forwarded-for"] == ["192.0.2.9"] and seen["x-two"] == ["a"]
+    assert "authorization" not in seen
+
+
 def test_start_creates_the_data_layout(start_webui, backend, data_dir):
     start_webui(webui_env(backend, data_dir))
     assert (data_dir / "sessions").is_dir()

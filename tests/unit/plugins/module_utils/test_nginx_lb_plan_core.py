@@ -152,6 +152,11 @@ GOOD = {
     "check_rise": 3,
     "check_vllm_path": "/health",
     "check_webui_path": "/health",
+    "rate_limit": "20r/s",
+    "rate_burst": 40,
+    "conn_limit": 0,
+    "hsts_max_age": 31536000,
+    "trusted_proxies": ["10.0.9.0/24", "192.0.2.7"],
 }
 
 
@@ -161,6 +166,7 @@ def errors(**changes):
 
 def test_good_settings_have_no_errors():
     assert errors() == []
+    assert errors(rate_limit="", conn_limit=5, hsts_max_age=0, trusted_proxies=[]) == []  # the features off
     assert errors(tls_certificate=CERT, tls_private_key=KEY) == []
 
 
@@ -190,6 +196,17 @@ def test_good_settings_have_no_errors():
         ({"check_rise": 1.5}, "nginx_lb_check_rise: 1.5 must be an integer"),
         ({"check_vllm_path": "health"}, "nginx_lb_check_vllm_path: 'health' is not a URL path"),
         ({"check_webui_path": "/a b"}, "nginx_lb_check_webui_path: '/a b' is not a URL path"),
+        ({"rate_limit": "20/s"}, "nginx_lb_rate_limit: '20/s' is not a rate per client"),
+        ({"rate_limit": "0r/s"}, "nginx_lb_rate_limit: '0r/s' is not a rate per client"),
+        ({"rate_limit": 20}, "nginx_lb_rate_limit: 20 is not a rate per client"),
+        ({"rate_burst": -1}, "nginx_lb_rate_burst: -1 must be an integer >= 0"),
+        ({"conn_limit": "many"}, "nginx_lb_conn_limit: 'many' must be an integer"),
+        ({"hsts_max_age": 1.5}, "nginx_lb_hsts_max_age: 1.5 must be an integer"),
+        ({"trusted_proxies": "10.0.0.0/8"}, "nginx_lb_trusted_proxies: must be a list"),
+        (
+            {"trusted_proxies": ["10.0.0.0/8", "proxy.example"]},
+            "nginx_lb_trusted_proxies[1]: 'proxy.example' is not an IP",
+        ),
     ],
 )
 def test_each_bad_setting_names_its_variable(changes, variable):
