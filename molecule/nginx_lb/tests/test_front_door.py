@@ -21,6 +21,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_nginx_lb import BACKENDS, KEY, LBS, VIP, _basic, request  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "unit" / "standin"))
+from standin_testlib import websocket_open  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from containers import sh  # noqa: E402
 
@@ -205,25 +208,9 @@ def test_a_client_over_the_rate_limit_gets_429_and_no_more_than_the_limit_passes
 
 def _open_websocket(headers):
     """A WebSocket to the WebUI through the VIP, left open; (socket, status line)."""
-    context = ssl._create_unverified_context()
     raw = socket.create_connection((VIP, 443), timeout=10)
-    sock = context.wrap_socket(raw, server_hostname="qwen3vl.test")
-    lines = [
-        "GET /ws HTTP/1.1",
-        "Host: %s" % VIP,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-    ] + ["%s: %s" % item for item in headers.items()]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return sock, head.split(b"\r\n", 1)[0].decode()
+    sock = ssl._create_unverified_context().wrap_socket(raw, server_hostname="qwen3vl.test")
+    return sock, websocket_open(sock, VIP, "/ws", headers)
 
 
 def test_a_client_over_the_connection_limit_gets_429_until_one_closes():

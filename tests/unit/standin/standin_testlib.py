@@ -125,9 +125,9 @@ class Proc:
         self.log_file.close()
 
 
-def websocket_echo(sock, host, path, text, headers=None):
-    """Open a WebSocket on a connected socket (plain or TLS), send one masked text frame, and return
-    (status line, the text of the first frame back). Enough of RFC 6455 for the stand-in's /ws echo."""
+def websocket_open(sock, host, path, headers=None):
+    """Ask for a WebSocket on a connected socket (plain or TLS); the status line of the answer (101 when
+    it is open), its headers read and nothing more."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         "GET %s HTTP/1.1" % path,
@@ -145,7 +145,13 @@ def websocket_echo(sock, host, path, text, headers=None):
         if not chunk:
             break
         head += chunk
-    status = head.split(b"\r\n", 1)[0].decode()
+    return head.split(b"\r\n", 1)[0].decode()
+
+
+def websocket_echo(sock, host, path, text, headers=None):
+    """Open a WebSocket on a connected socket (plain or TLS), send one masked text frame, and return
+    (status line, the text of the first frame back). Enough of RFC 6455 for the stand-in's /ws echo."""
+    status = websocket_open(sock, host, path, headers)
     if " 101 " not in status + " ":
         return status, None
     payload = text.encode()
