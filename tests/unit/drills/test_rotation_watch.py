@@ -70,4 +70,10 @@ def test_nothing_seen_gives_nulls_after_its_limit(tmp_path):
     state = tmp_path / "state.json"
     write_state(state, [server("gpu1@0", "webui", True, 1.0)])
     out = run_watch(state, "gpu1@0", "webui", 1).communicate(timeout=30)[0]
-    assert json.loads(out) == {"out_since": None, "back_since": None, "changes": []}
+    assert json.loads(out) == {
+        "out_since": None,
+        "out_applied": None,
+        "back_since": None,
+        "back_applied": None,
+        "changes": [],
+    }
