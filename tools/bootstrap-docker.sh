@@ -18,6 +18,8 @@ MIRROR="${QWEN3VL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PACKAGES="python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,procps,sudo,ca-certificates"
 DOCKERD_LOG="${QWEN3VL_DOCKERD_LOG:-/var/log/qwen3vl-dockerd.log}"
 READY_TIMEOUT="${QWEN3VL_DOCKERD_TIMEOUT:-90}"
+# test hosts keep the bytecode of what Python imports from zip archives (Ansible's modules): see the file
+ZIPCACHE="$(cd "${BASH_SOURCE[0]%/*}" && pwd)/test-host/qwen3vl_test_zipcache.py"
 
 # shellcheck source=tools/lib.sh
 . "${BASH_SOURCE[0]%/*}/lib.sh"
@@ -49,7 +51,7 @@ engine() {
 
 recipe_hash() {
   # Everything that shapes the image; change any of it and the image is rebuilt.
-  printf '%s\n' "v2" "$SUITE" "$MIRROR" "$PACKAGES" "$(declare -f build_rootfs)" | sha256sum | cut -c1-16
+  printf '%s\n' "v2" "$SUITE" "$MIRROR" "$PACKAGES" "$(declare -f build_rootfs)" "$(cat "$ZIPCACHE")" | sha256sum | cut -c1-16
 }
 
 build_rootfs() {
@@ -62,6 +64,12 @@ build_rootfs() {
     ln -sf /dev/null "$dir/etc/systemd/system/$unit"
   done
   : >"$dir/etc/machine-id"            # a fresh id per container at first boot
+  local python site
+  python="$(cd "$dir/usr/lib" && ls -d python3.[0-9]* | sort -V | tail -n 1)"
+  site="$dir/usr/local/lib/$python/dist-packages"
+  mkdir -p "$site"
+  cp "$ZIPCACHE" "$site/"
+  echo "import qwen3vl_test_zipcache" >"$site/qwen3vl-test-zipcache.pth"
   # no package lists and no stale caches: the first apt run on a test host must update
   rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/cache/apt/"*.bin "$dir/var/lib/apt/lists/"*
 }

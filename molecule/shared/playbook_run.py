@@ -10,9 +10,10 @@ import re
 import subprocess
 
 
-def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600, playbook=None, limit=None):
+def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600, playbook=None, limit=None, tags=None):
     """ansible-playbook SCENARIO/converge.yml (or ``playbook``) on molecule's inventory, with `extra` as
-    JSON (-e), on the hosts ``limit`` names (all when None).
+    JSON (-e), on the hosts ``limit`` names (all when None), running only the roles whose tags ``tags``
+    names (every role tags all its tasks with its name: a test that changes one role's settings runs that role).
 
     Returns (rc, stdout + stderr); with expect_rc set, asserts the exit status first.
     """
@@ -23,6 +24,8 @@ def run_converge(scenario, extra=None, *, check=False, expect_rc=0, timeout=600,
         cmd.append("--check")
     if limit:
         cmd += ["--limit", limit]
+    if tags:
+        cmd += ["--tags", tags]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     out = proc.stdout + proc.stderr

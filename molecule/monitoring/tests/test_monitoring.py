@@ -28,6 +28,10 @@ from playbook_run import recap_changed, run_converge  # noqa: E402
 
 converge = functools.partial(run_converge, SCENARIO, expect_rc=None)
 MON1, MON2 = "qwen3vl-mol-mon-mon1", "qwen3vl-mol-mon-mon2"
+# converge.yml's roles; a test that changes one role's settings runs only that role (--tags: each role tags
+# all its tasks with its name), so its run skips the others' tasks (converge.yml as a whole is molecule's)
+ROLES = ("node_exporter", "nginx_exporter", "blackbox_exporter", "alertmanager", "prometheus")
+SERVERS = "alertmanager,prometheus"
 ADDRESS = {MON1: "172.29.84.11", MON2: "172.29.84.12"}
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -189,7 +193,9 @@ def test_the_watchdog_fires_and_reaches_the_receiver():
 
 def test_a_reload_applies_a_change_and_keeps_the_processes():
     pids = {(h, u): main_pid(h, u) for h in (MON1, MON2) for u in ("prometheus", "prometheus-alertmanager")}
-    rc, out = converge({"prometheus_external_labels": {"site": "molecule"}, "alertmanager_repeat_interval": "3h"})
+    rc, out = converge(
+        {"prometheus_external_labels": {"site": "molecule"}, "alertmanager_repeat_interval": "3h"}, tags=SERVERS
+    )
     try:
         assert rc == 0, out[-4000:]
         assert recap_changed(out) > 0
@@ -204,14 +210,14 @@ def test_a_reload_applies_a_change_and_keeps_the_processes():
             )
         assert {(h, u): main_pid(h, u) for h, u in pids} == pids, "a process was restarted instead of reloaded"
     finally:
-        rc, out = converge()
+        rc, out = converge(tags=SERVERS)
         assert rc == 0, out[-4000:]
 
 
 def test_changed_arguments_restart_the_exporter_and_it_serves_with_them():
     # flags are read only at start: a changed argument restarts the daemon (the _common daemon entry point)
     pid = main_pid(MON2, "prometheus-node-exporter")
-    rc, out = converge({"node_exporter_disabled_collectors": ["loadavg"]}, limit=MON2)
+    rc, out = converge({"node_exporter_disabled_collectors": ["loadavg"]}, limit=MON2, tags="node_exporter")
     try:
         assert rc == 0, out[-4000:]
         assert "--no-collector.loadavg" in sh(MON2, "cat /etc/default/prometheus-node-exporter").stdout
@@ -222,7 +228,7 @@ def test_changed_arguments_restart_the_exporter_and_it_serves_with_them():
         )
         assert gone, "node_load1 still scraped from mon2 after its collector was turned off"
     finally:
-        rc, out = converge(limit=MON2)
+        rc, out = converge(limit=MON2, tags="node_exporter")
         assert rc == 0, out[-4000:]
     assert wait_for(
         lambda: prom(MON1, "/api/v1/query", query='node_load1{host="%s"}' % MON2)["result"], 2 * SCRAPE_S + MARGIN_S
@@ -266,7 +272,7 @@ def test_an_archive_whose_sha256_differs_is_refused_and_nothing_of_it_is_used(ho
     program = "node_exporter" if "node_exporter_archive_sha256" in extra else "blackbox_exporter"
     pid = main_pid(host, unit)
     before = sh(host, "sha256sum /usr/local/bin/%s; ls /opt/qwen3vl/%s" % (program, unit)).stdout
-    rc, out = converge(extra, limit=host)
+    rc, out = converge(extra, limit=host, tags=program)
     assert rc != 0, "an archive with another SHA-256 was accepted"
     assert message in out, out[-3000:]
     assert sh(host, "sha256sum /usr/local/bin/%s; ls /opt/qwen3vl/%s" % (program, unit)).stdout == before
@@ -276,7 +282,9 @@ def test_an_archive_whose_sha256_differs_is_refused_and_nothing_of_it_is_used(ho
 def test_a_rule_file_promtool_refuses_never_lands_and_the_server_keeps_its_rules():
     before = sorted(r["name"] for g in prom(MON1, "/api/v1/rules")["groups"] for r in g["rules"])
     pid = main_pid(MON1, "prometheus")
-    rc, out = converge({"prometheus_rule_files_extra": [str(SCENARIO / "files" / "broken.rules.yml")]}, limit=MON1)
+    rc, out = converge(
+        {"prometheus_rule_files_extra": [str(SCENARIO / "files" / "broken.rules.yml")]}, limit=MON1, tags="prometheus"
+    )
     assert rc != 0, "a rule file that does not parse was accepted"
     assert "failed to validate" in out or "promtool" in out, out[-3000:]
     assert sh(MON1, "test -e /etc/prometheus/rules/broken.rules.yml", check=False).returncode != 0
@@ -288,7 +296,7 @@ def test_a_rule_file_promtool_refuses_never_lands_and_the_server_keeps_its_rules
 def test_an_alertmanager_configuration_amtool_refuses_never_lands():
     before = file_hash(MON1, "/etc/prometheus/alertmanager.yml")
     bad = [{"name": "default"}, {"name": "recorder", "webhook_configs": [{"url": "not a url"}]}]
-    rc, out = converge({"alertmanager_receivers": bad}, limit=MON1)
+    rc, out = converge({"alertmanager_receivers": bad}, limit=MON1, tags="alertmanager")
     assert rc != 0, "a configuration amtool refuses was accepted"
     assert "amtool" in out, out[-3000:]
     assert file_hash(MON1, "/etc/prometheus/alertmanager.yml") == before
@@ -325,8 +333,10 @@ def test_an_alertmanager_configuration_amtool_refuses_never_lands():
     ],
 )
 def test_bad_input_fails_in_preflight_and_changes_nothing(extra, message):
-    # one host is enough to show the refusal (every host runs the same preflight)
-    rc, out = converge(extra, limit=MON1)
+    # one host is enough to show the refusal (every host runs the same preflight), and the role the variable
+    # belongs to (its name's prefix)
+    role = next(r for r in ROLES if next(iter(extra)).startswith(r + "_"))
+    rc, out = converge(extra, limit=MON1, tags=role)
     assert rc != 0
     assert message in out, out[-3000:]
     assert recap_changed(out) == 0
@@ -342,7 +352,7 @@ def test_a_model_instance_added_on_a_gpu_host_is_scraped_after_a_converge():
         (tmp / "fact").write_text(json.dumps(record))
         subprocess.run(["docker", "cp", str(tmp / "fact"), "%s:%s" % (MON2, fact)], check=True)
         # mon1 alone: its Prometheus reads mon2's record from mon2 (the path of a `--limit monitoring` run)
-        rc, out = converge(limit=MON1)
+        rc, out = converge(limit=MON1, tags="prometheus")
         assert rc == 0, out[-4000:]
         # (a reload is a SIGHUP: Prometheus takes the new file up a moment after systemctl returns)
         assert wait_for(lambda: ("vllm", MON2, "1") in targets(MON1), MARGIN_S), targets(MON1)
@@ -352,6 +362,6 @@ def test_a_model_instance_added_on_a_gpu_host_is_scraped_after_a_converge():
         (tmp / "fact").write_text(original)
         subprocess.run(["docker", "cp", str(tmp / "fact"), "%s:%s" % (MON2, fact)], check=True)
         shutil.rmtree(tmp)
-        rc, out = converge(limit=MON1)
+        rc, out = converge(limit=MON1, tags="prometheus")
         assert rc == 0, out[-4000:]
     assert wait_for(lambda: ("vllm", MON2, "1") not in targets(MON1), MARGIN_S), targets(MON1)

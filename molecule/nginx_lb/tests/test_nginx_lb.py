@@ -28,6 +28,8 @@ from containers import sh  # noqa: E402
 from playbook_run import recap_changed, run_converge  # noqa: E402
 
 converge = functools.partial(run_converge, Path(__file__).resolve().parents[1])
+# the tests that change only nginx_lb's settings run only that role (--tags; converge.yml adds keepalived)
+converge_lb = functools.partial(converge, tags="nginx_lb")
 
 SCENARIO = Path(__file__).resolve().parents[1]
 VIP = os.environ.get("QWEN3VL_TEST_FRONT", "172.29.80.100")
@@ -294,7 +296,7 @@ def test_a_powered_off_backend_costs_a_connect_timeout_not_a_failure():
 
 def test_a_value_nginx_rejects_never_lands_and_nginx_keeps_serving():
     before = {lb: sh(lb, "md5sum %s" % CONF).stdout for lb in LBS}
-    rc, text = converge({"nginx_lb_tls_protocols": ["TLSv9"]}, expect_rc=2)
+    rc, text = converge_lb({"nginx_lb_tls_protocols": ["TLSv9"]}, expect_rc=2)
     assert "nginx -t" in text or "failed to validate" in text, text[-3000:]
     for lb in LBS:
         assert sh(lb, "md5sum %s" % CONF).stdout == before[lb]
@@ -316,7 +318,7 @@ def test_a_value_nginx_rejects_never_lands_and_nginx_keeps_serving():
 )
 def test_bad_input_fails_in_preflight_naming_the_variable_and_changes_nothing(extra, variable):
     before = {lb: sh(lb, "md5sum %s" % CONF).stdout for lb in LBS}
-    rc, text = converge(extra, expect_rc=2)
+    rc, text = converge_lb(extra, expect_rc=2)
     assert variable in text, text[-3000:]
     assert recap_changed(text) == 0
     for lb in LBS:
@@ -324,7 +326,7 @@ def test_bad_input_fails_in_preflight_naming_the_variable_and_changes_nothing(ex
 
 
 def test_a_removed_user_loses_access_and_the_converge_reloads():
-    rc, text = converge({"nginx_lb_basic_auth_users": [{"name": "bob", "password": "molecule-only-2"}]})
+    rc, text = converge_lb({"nginx_lb_basic_auth_users": [{"name": "bob", "password": "molecule-only-2"}]})
     try:
         assert request("GET", "/", headers={"Authorization": _basic()})[0] == 401
         assert request("GET", "/", headers={"Authorization": _basic(("bob", "molecule-only-2"))})[0] == 200
@@ -332,7 +334,7 @@ def test_a_removed_user_loses_access_and_the_converge_reloads():
             users = sh(lb, "cut -d: -f1 /etc/nginx/qwen3vl.htpasswd").stdout.split()
             assert users == ["bob"]
     finally:
-        converge()
+        converge_lb()
     assert webui_get()[0] == 200
     rc, text = converge()
     assert recap_changed(text) == 0

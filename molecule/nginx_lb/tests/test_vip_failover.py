@@ -215,7 +215,9 @@ def test_the_master_host_dying_moves_the_vip(run):
 def test_a_value_keepalived_rejects_never_lands_and_the_vip_stays():
     conf = "/etc/keepalived/keepalived.conf"
     before = docker("exec", MASTER, "md5sum", conf).stdout
-    rc, out = run_converge(SCENARIO, {"keepalived_extra_global_defs": ["no_such_keyword 1"]}, expect_rc=None)
+    rc, out = run_converge(
+        SCENARIO, {"keepalived_extra_global_defs": ["no_such_keyword 1"]}, expect_rc=None, tags="keepalived"
+    )
     assert rc != 0, out[-3000:]
     assert "no_such_keyword" in out, out[-3000:]
     assert docker("exec", MASTER, "md5sum", conf).stdout == before

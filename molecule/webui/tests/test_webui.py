@@ -1,7 +1,8 @@
 """webui: two stand-in instances on a real nested Docker engine, gated, ready, and rolled one at a time.
 
 Traffic goes only to the molecule host this scenario created (its container address) and, from inside
-it, to loopback. The playbook runs use the scenario's converge.yml with extra variables.
+it, to loopback. The playbook runs use the scenario's webui.yml (the webui role alone: these tests change only
+its settings) with extra variables; the no-op and --check runs use converge.yml, as molecule does.
 """
 
 import base64
@@ -24,7 +25,8 @@ SCENARIO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SCENARIO.parent / "shared"))
 from playbook_run import recap_changed, run_converge  # noqa: E402
 
-converge = functools.partial(run_converge, SCENARIO)
+converge = functools.partial(run_converge, SCENARIO, playbook=SCENARIO / "webui.yml")
+full_converge = functools.partial(run_converge, SCENARIO)
 KEY = "molecule-only-key-3f1c"
 MODEL = "qwen3-vl-test"
 MODEL_DIR = "/srv/models/Qwen3-VL-test"
@@ -231,12 +233,12 @@ def _task_output(out, name):
 
 
 def test_second_converge_changes_nothing_and_check_mode_is_clean():
-    out = converge()[1]
+    out = full_converge()[1]
     assert recap_changed(out, HOST) == 0, out[-3000:]
     # the image tarball is not hashed or copied again: its name, size and modification time are recorded
     copy = _task_output(out, "Copy the image tarballs that changed")
     assert "skipping: [%s]" % HOST in copy and "ok: [" not in copy, copy
-    out = converge(check=True)[1]
+    out = full_converge(check=True)[1]
     assert recap_changed(out, HOST) == 0, out[-3000:]
 
 

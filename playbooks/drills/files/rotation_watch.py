@@ -26,14 +26,15 @@ def servers(path, key, upstreams):
     return {s["upstream"]: s for s in state["servers"] if s["key"] == key and s["upstream"] in upstreams}
 
 
-def main(path, key, upstreams, seconds):
-    deadline = time.monotonic() + seconds
-    seen = servers(path, key, upstreams) or {}
+def watch(read, upstreams, seconds, clock=time.monotonic, sleep=time.sleep):
+    """What read() (the servers of the instance, or None while the file is being replaced) showed over time."""
+    deadline = clock() + seconds
+    seen = read() or {}
     went_out, came_back, changes = {}, {}, []
     out_applied, back_applied = {}, {}
     all_back = None
-    while time.monotonic() < deadline:
-        now = servers(path, key, upstreams)
+    while clock() < deadline:
+        now = read()
         for upstream, server in (now or {}).items():
             before = seen.get(upstream)
             if before is not None and before["in_rotation"] != server["in_rotation"]:
@@ -59,21 +60,21 @@ def main(path, key, upstreams, seconds):
                     back_applied.setdefault(upstream, applied)
         if now and len(came_back) == len(upstreams):
             # then wait for nginx to take it back, as long as the checker watches for that
-            all_back = all_back or time.monotonic()
-            if len(back_applied) == len(upstreams) or time.monotonic() - all_back > 10:
+            all_back = all_back or clock()
+            if len(back_applied) == len(upstreams) or clock() - all_back > 10:
                 break
-        time.sleep(0.02)
-    print(
-        json.dumps(
-            {
-                "out_since": max(went_out.values()) if len(went_out) == len(upstreams) else None,
-                "out_applied": max(out_applied.values()) if len(out_applied) == len(upstreams) else None,
-                "back_since": max(came_back.values()) if len(came_back) == len(upstreams) else None,
-                "back_applied": max(back_applied.values()) if len(back_applied) == len(upstreams) else None,
-                "changes": changes,
-            }
-        )
-    )
+        sleep(0.02)
+    return {
+        "out_since": max(went_out.values()) if len(went_out) == len(upstreams) else None,
+        "out_applied": max(out_applied.values()) if len(out_applied) == len(upstreams) else None,
+        "back_since": max(came_back.values()) if len(came_back) == len(upstreams) else None,
+        "back_applied": max(back_applied.values()) if len(back_applied) == len(upstreams) else None,
+        "changes": changes,
+    }
+
+
+def main(path, key, upstreams, seconds):
+    print(json.dumps(watch(lambda: servers(path, key, upstreams), upstreams, seconds)))
 
 
 if __name__ == "__main__":
