@@ -347,7 +347,7 @@ def test_expect_in_answer(vllm):
 def test_wrong_key_fails_at_once_despite_wait_timeout(vllm):
     started = time.monotonic()
     res = probe(vllm, api_key="not-the-key", wait_timeout=30, interval=0.2)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # half the wait: a starved machine is slow, not 30 s slow
     assert res["ok"] is False and res["attempts"] == 1 and res["steps"][0]["status"] == 401
     assert res["msg"] == "401 Unauthorized from %s/v1/models: api_key wrong or missing (server: Unauthorized)" % vllm
     missing = probe(vllm)
@@ -434,7 +434,7 @@ def test_http_500_on_models_is_retried_then_reported(fake):
 def test_404_and_html_on_models_fail_at_once(fake):
     page = fake({"GET /v1/models": fixed(200, b"<html>Open WebUI</html>", "text/html")})
     res = probe(page.url, wait_timeout=10)
-    assert res["attempts"] == 1 and res["elapsed_s"] < 2
+    assert res["attempts"] == 1 and res["elapsed_s"] < 5  # half the wait_timeout
     assert res["msg"] == "%s/v1/models did not answer an OpenAI model list: <html>Open WebUI</html>" % page.url
     nothing = fake({})
     res = probe(nothing.url, wait_timeout=10)
@@ -548,13 +548,13 @@ def test_ttft_is_the_first_token_not_the_first_event(fake):
 
 def test_slow_server_hits_the_timeout(fake):
     def slow(request, body):
-        time.sleep(2)
+        time.sleep(4)
         return model_list(request, body)
 
     server = fake({"GET /v1/models": slow})
     started = time.monotonic()
     res = probe(server.url, timeout=0.4)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # well short of the server's 4 s
     assert res["msg"].startswith("no answer from %s/v1/models within 0.4 s (timeout)" % server.url)
 
 

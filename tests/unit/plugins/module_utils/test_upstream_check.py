@@ -1208,21 +1208,30 @@ def test_checker_without_a_way_to_see_nginx_take_a_reload_leaves_applied_unknown
 # ---------------------------------------------------------------------------------------------- reload_nginx
 
 
+@contextlib.contextmanager
+def hup_target(action):
+    """A child process standing in for nginx's master, with SIGHUP set to `action` (SIG_DFL: a HUP ends it;
+    SIG_IGN: it stays), started and ready (it says so) before the test signals it; killed afterwards."""
+    name = "SIG_DFL" if action == signal.SIG_DFL else "SIG_IGN"
+    code = "import signal, time; signal.signal(signal.SIGHUP, signal.%s); print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code % name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+
+
 def test_reload_nginx_sends_sighup_to_the_pid_in_the_file(tmp_path):
     # the child takes SIGHUP's default action back (a shell started under nohup passes "ignored" down to
     # its children), and says so before the signal is sent
-    code = "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); print('ready', flush=True); time.sleep(30)"
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
+    with hup_target(signal.SIG_DFL) as child:
         (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
         token = uc.reload_nginx(str(tmp_path / "nginx.pid"))
         assert (token["master"], token["workers"]) == (child.pid, set())
         assert child.wait(timeout=10) == -signal.SIGHUP
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 def test_reload_nginx_without_a_usable_pid_file_returns_false(tmp_path):
@@ -1286,10 +1295,7 @@ def test_nginx_took_nothing_while_the_master_has_no_worker(tmp_path):
 
 def test_reload_nginx_notes_the_workers_and_the_time_before_it_signals(tmp_path):
     proc = fake_proc(tmp_path / "proc", NGINX_BEFORE, uptime=1000.0)
-    code = "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
+    with hup_target(signal.SIG_IGN) as child:
         os.rename(os.path.join(proc, "70"), os.path.join(proc, str(child.pid)))
         for pid in (71, 72):
             stat = tmp_path / "proc" / str(pid) / "stat"
@@ -1297,17 +1303,11 @@ def test_reload_nginx_notes_the_workers_and_the_time_before_it_signals(tmp_path)
         (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
         token = uc.reload_nginx(str(tmp_path / "nginx.pid"), proc)
         assert token == {"master": child.pid, "workers": {71, 72}, "ticks": pytest.approx(1000 * TICK)}
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_reload_nginx_on_this_machine_reads_the_real_proc(tmp_path):
     """The real /proc: a process with no worker children, and the time since boot."""
-    code = "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
+    with hup_target(signal.SIG_IGN) as child:
         (tmp_path / "nginx.pid").write_text("%d\n" % child.pid)
         with open("/proc/uptime", encoding="ascii") as handle:
             before = float(handle.read().split()[0]) * TICK
@@ -1315,9 +1315,6 @@ def test_reload_nginx_on_this_machine_reads_the_real_proc(tmp_path):
         assert token["master"] == child.pid and token["workers"] == set()
         assert before <= token["ticks"] < before + 60 * TICK
         assert uc.nginx_took(token) is False  # it has no workers
-    finally:
-        child.kill()
-        child.wait()
 
 
 # ---------------------------------------------------------------------------------------------- probe
