@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ZIPCACHE = Path(__file__).resolve().parents[2] / "tools" / "test-host" / "qwen3vl_test_zipcache.py"
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root writes the cache")
 
 PROBE = """
 import sys, zipimport
@@ -46,7 +47,7 @@ def run_probe(archive, cache_dir):
     return int(out[0]), out[1], int(out[2])
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes the cache")
+@NEEDS_ROOT
 def test_second_import_reuses_the_compiled_code_and_names_its_own_archive(tmp_path):
     cache_dir = tmp_path / "cache"
     first, second = tmp_path / "run1" / "payload.zip", tmp_path / "run2" / "payload.zip"
@@ -61,21 +62,24 @@ def test_second_import_reuses_the_compiled_code_and_names_its_own_archive(tmp_pa
     assert run_probe(second, cache_dir) == (42, f"{second}/payload/mod.py", 0)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes the cache")
-def test_changed_source_is_compiled_again(tmp_path):
+def primed(tmp_path, answer):
+    """An archive whose files one run has compiled into a new cache: (archive, cache directory)."""
     cache_dir = tmp_path / "cache"
     archive = tmp_path / "payload.zip"
-    make_archive(archive, 1)
+    make_archive(archive, answer)
     run_probe(archive, cache_dir)
+    return archive, cache_dir
+
+
+@NEEDS_ROOT
+def test_changed_source_is_compiled_again(tmp_path):
+    archive, cache_dir = primed(tmp_path, 1)
     make_archive(archive, 2)
     assert run_probe(archive, cache_dir)[0::2] == (2, 1)  # mod.py again, the empty __init__ from the cache
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes the cache")
+@NEEDS_ROOT
 def test_a_cache_others_may_write_is_not_read(tmp_path):
-    cache_dir = tmp_path / "cache"
-    archive = tmp_path / "payload.zip"
-    make_archive(archive, 7)
-    run_probe(archive, cache_dir)
+    archive, cache_dir = primed(tmp_path, 7)
     cache_dir.chmod(0o777)
     assert run_probe(archive, cache_dir) == (7, f"{archive}/payload/mod.py", 2)
