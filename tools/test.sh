@@ -12,8 +12,8 @@
 #
 # The machine is shared in two phases:
 #   phase 1, two lanes side by side (each keeps the two cores busy; together they saturate them):
-#     lane 1: the molecule scenarios that measure no time
-#     lane 2: molecule webui, the lab, the VM (the stages that build the stand-in images: one at a time)
+#     lane 1: the molecule scenarios that measure no time, then the VM
+#     lane 2: molecule webui, then the lab (the stages that build the stand-in images: one at a time)
 #   phase 2, side by side:
 #     alone: the drills (on the lab the lab stage left up; it takes it down), then molecule keepalived and
 #            nginx_lb (their failover bounds are derived from the settings and measured in tenths of a
@@ -32,7 +32,7 @@ SKIP=" ${QWEN3VL_SKIP:-} "
 LOGS=.cache/test-logs
 ALONE=" drills molecule-keepalived molecule-nginx_lb "
 QUIET=" yamllint ruff ansible-lint sanity unit collection "
-LANE2=" molecule-webui lab vm "
+LANE2=" molecule-webui lab "
 
 # command NAME: what the stage NAME runs
 command_of() {
