@@ -12,8 +12,9 @@
 #
 # The machine is shared in two phases:
 #   phase 1, two lanes side by side (each keeps the two cores busy; together they saturate them):
-#     lane 1: the molecule scenarios that measure no time, then the VM
-#     lane 2: molecule webui, then the lab (the stages that build the stand-in images: one at a time)
+#     lane 1: the molecule scenarios that measure no time (but modules), then the VM
+#     lane 2: molecule modules, webui, then the lab (webui and the lab build the stand-in images: one at a time)
+#   (the stage times of a clean-clone run add up to about 50 minutes in each lane)
 #   phase 2, side by side:
 #     alone: the drills (on the lab the lab stage left up; it takes it down), then molecule keepalived and
 #            nginx_lb (their failover bounds are derived from the settings and measured in tenths of a
@@ -32,7 +33,7 @@ SKIP=" ${QWEN3VL_SKIP:-} "
 LOGS=.cache/test-logs
 ALONE=" drills molecule-keepalived molecule-nginx_lb "
 QUIET=" yamllint ruff ansible-lint sanity unit collection "
-LANE2=" molecule-webui lab "
+LANE2=" molecule-modules molecule-webui lab "
 
 # command NAME: what the stage NAME runs
 command_of() {
