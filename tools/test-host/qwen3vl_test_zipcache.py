@@ -2,8 +2,10 @@
 
 Ansible sends every module it runs as a zip archive (AnsiballZ) and Python imports the module and
 ansible.module_utils from that archive. Python never caches bytecode for zip imports, so every task
-compiled ansible.module_utils again on the test host: measured on these machines, that compile was
-about half the CPU a no-op task costs (40 stat tasks: 21 CPU-s without this, 11-12 with it).
+compiled ansible.module_utils again on the test host (Python 3.11 compiles each file twice). Measured on
+these machines, 40 no-op stat tasks against one host: 21 CPU-s without this, 18 with it (11-12 without
+re-pointing the code objects at each run's archive, which keeps tracebacks true and costs about 18 ms per
+module run).
 
 Installed by tools/bootstrap-docker.sh into the systemd base image that molecule and the lab use (a
 .pth line imports it when Python starts); never part of the collection or of a production host. It

@@ -17,13 +17,18 @@ import sys
 import time
 
 
+def select(servers, key, upstreams):
+    """{upstream: server} of the checker's servers that are instance KEY in one of UPSTREAMS."""
+    return {s["upstream"]: s for s in servers if s["key"] == key and s["upstream"] in upstreams}
+
+
 def servers(path, key, upstreams):
     try:
         with open(path, encoding="utf-8") as handle:
             state = json.load(handle)
     except (OSError, ValueError):
         return None  # being replaced: read again
-    return {s["upstream"]: s for s in state["servers"] if s["key"] == key and s["upstream"] in upstreams}
+    return select(state["servers"], key, upstreams)
 
 
 def watch(read, upstreams, seconds, clock=time.monotonic, sleep=time.sleep):

@@ -52,8 +52,19 @@ class Clock:
         self.now += seconds
 
 
-def by_upstream(key, upstreams, servers):
-    return {s["upstream"]: s for s in servers if s["key"] == key and s["upstream"] in upstreams}
+def reads(watcher, states, key, upstreams):
+    """A read() that gives the watcher each state in turn (None: the file being replaced), then the last one."""
+    pending = iter(states)
+    last = []
+
+    def read():
+        state = next(pending, last[-1] if last else None)
+        if state is None:
+            return None
+        last.append(state)
+        return watcher["select"](state, key, upstreams)
+
+    return read
 
 
 def test_out_and_back_of_both_upstreams_are_timed_by_the_checkers_since():
@@ -72,15 +83,8 @@ def test_out_and_back_of_both_upstreams_are_timed_by_the_checkers_since():
         [server("gpu1@0", "webui", True, 14.0), server("gpu1@0", "api", False, 10.0), up[2]],
         [server("gpu1@0", "webui", True, 14.0), server("gpu1@0", "api", True, 14.2), up[2]],
     ]
-    reads = iter(states)
-    last = [None]
-
-    def read():
-        state = next(reads, last[0])
-        last[0] = state if state is not None else last[0]
-        return None if state is None else by_upstream("gpu1@0", ["webui", "api"], state)
-
     clock = Clock()
+    read = reads(watcher, states, "gpu1@0", ["webui", "api"])
     result = watcher["watch"](read, ["webui", "api"], 20, clock=clock, sleep=clock.sleep)
     assert result["out_since"] == 10.5 and result["back_since"] == 14.2
     assert [c["since"] for c in result["changes"]] == [10.0, 10.5, 14.0, 14.2]
@@ -95,25 +99,16 @@ def test_applied_times_are_the_first_out_and_the_first_back_that_nginx_took():
     def applied(in_rotation, since, at):
         return dict(server("gpu1@0", "api", in_rotation, since), applied=at)
 
-    states = iter(
-        [
-            [applied(True, 1.0, 1.1)],
-            [applied(False, 5.0, None)],
-            [applied(False, 5.0, 5.3)],
-            [applied(False, 5.0, 5.9)],  # a later reload of the same verdict: not when it was first served
-            [applied(True, 9.0, None)],
-            [applied(True, 9.0, 9.2)],
-        ]
-    )
-    last = []
-
-    def read():
-        state = next(states, None) or last[-1]
-        last.append(state)
-        return by_upstream("gpu1@0", ["api"], state)
-
+    states = [
+        [applied(True, 1.0, 1.1)],
+        [applied(False, 5.0, None)],
+        [applied(False, 5.0, 5.3)],
+        [applied(False, 5.0, 5.9)],  # a later reload of the same verdict: not when it was first served
+        [applied(True, 9.0, None)],
+        [applied(True, 9.0, 9.2)],
+    ]
     clock = Clock()
-    result = watcher["watch"](read, ["api"], 20, clock=clock, sleep=clock.sleep)
+    result = watcher["watch"](reads(watcher, states, "gpu1@0", ["api"]), ["api"], 20, clock=clock, sleep=clock.sleep)
     assert (result["out_since"], result["out_applied"]) == (5.0, 5.3)
     assert (result["back_since"], result["back_applied"]) == (9.0, 9.2)
     assert clock.now < 1, "it ends as soon as nginx took the instance back"
