@@ -136,6 +136,47 @@ def test_storage_serves_the_webui_data_share_and_gpu_hosts_have_its_fstab_entry(
         assert link.strip() == "/mnt/qwen3vl-data/webui", link
 
 
+# (from, to, port, let in?): the firewall role on every lab host. The rest of this file shows that what must
+# get through does (chats through the VIP, scrapes, probes, NFS); this shows who is refused.
+FIREWALL_CASES = [
+    ("lb1", "gpu1", 8000, True),
+    ("lb2", "gpu2", 7860, True),
+    ("monitor1", "gpu1", 8000, True),  # vLLM's /metrics
+    ("monitor1", "gpu1", 7860, False),
+    ("storage1", "gpu1", 8000, False),  # a host of the site that is neither a load balancer nor monitoring
+    ("storage1", "gpu2", 7860, False),
+    ("gpu2", "gpu1", 8000, False),
+    ("lb1", "storage1", 2049, False),  # NFS only for its clients (the GPU hosts: see the test above)
+    ("gpu1", "monitor1", 9090, False),  # Prometheus for the admin sources and the monitoring hosts
+]
+ADDRESSES = {
+    "lb1": "172.29.72.11",
+    "lb2": "172.29.72.12",
+    "gpu1": "172.29.72.21",
+    "gpu2": "172.29.72.22",
+    "storage1": "172.29.72.31",
+    "monitor1": "172.29.72.41",
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "port", "let_in"), FIREWALL_CASES, ids=["%s->%s:%d" % c[:3] for c in FIREWALL_CASES]
+)
+def test_the_firewall_lets_in_only_whom_the_inventory_names(lab, source, target, port, let_in):
+    assert lab[0] == 0
+    rc, out = sh(
+        "docker",
+        "exec",
+        f"qwen3vl-lab-{source}",
+        "timeout",
+        "5",
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/%s/%d" % (ADDRESSES[target], port),
+    )
+    assert (rc == 0) == let_in, f"{source} -> {target}:{port}: rc={rc} {out}"
+
+
 def test_a_session_written_through_one_gpu_host_is_read_through_the_other(lab):
     """Session continuity (article 000 §5.2): the GPU hosts' data mount stands in for NFS with the storage host's
     exported directory itself (tests/lab/up.yml), so a chat written through gpu1's WebUI is in storage1's export

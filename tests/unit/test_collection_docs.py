@@ -607,6 +607,7 @@ ROLE_WORDS = {
     "blackbox_exporter": ["blackbox"],
     "prometheus": ["prometheus"],
     "alertmanager": ["alertmanager"],
+    "firewall": ["firewall"],
 }
 
 

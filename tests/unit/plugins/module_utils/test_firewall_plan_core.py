@@ -224,7 +224,10 @@ def test_a_host_without_an_address_is_named():
         ),
         ({"allow": [{"ports": [], "sources": ["10.0.0.0/8"]}]}, "firewall_allow[0].ports: must name at least one port"),
         ({"allow": [{"ports": [70000], "sources": ["10.0.0.0/8"]}]}, "firewall_allow[0].ports: 70000"),
-        ({"allow": [{"ports": [53], "proto": "icmp", "sources": ["10.0.0.0/8"]}]}, "firewall_allow[0].proto: must be one of tcp, udp"),
+        (
+            {"allow": [{"ports": [53], "proto": "icmp", "sources": ["10.0.0.0/8"]}]},
+            "firewall_allow[0].proto: must be one of tcp, udp",
+        ),
         ({"ports": dict(PORTS, ssh=0)}, "firewall ports.ssh[0]: 0"),
     ],
 )
