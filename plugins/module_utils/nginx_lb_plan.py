@@ -171,6 +171,21 @@ def _path_errors(cfg):
 
 def _auth_errors(cfg):
     errors = []
+    users = cfg.get("basic_auth_users") or []
+    if "webui_auth" in cfg:
+        mode = cfg["webui_auth"]
+        if mode not in ("basic", "none"):
+            errors.append("nginx_lb_webui_auth: must be basic or none, got %r" % (mode,))
+        elif mode == "basic" and not users:
+            errors.append(
+                "nginx_lb_basic_auth_users: empty, and nginx_lb_webui_auth is basic: the WebUI would be open to anyone "
+                "who reaches the front door; list its users (passwords from Vault), or set nginx_lb_webui_auth: none "
+                "if something in front of it authenticates them"
+            )
+        elif mode == "none" and users:
+            errors.append(
+                "nginx_lb_webui_auth: none, but nginx_lb_basic_auth_users lists users; set basic to use them, or remove them"
+            )
     names = []
     for index, user in enumerate(cfg.get("basic_auth_users") or []):
         if not isinstance(user, dict) or not user.get("name") or not user.get("password"):

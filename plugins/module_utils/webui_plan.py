@@ -26,6 +26,7 @@ from ansible_collections.qwen3vl.ha.plugins.module_utils import checks, instance
 
 # Flags the role renders itself; extra args must not repeat them (the later one would silently win).
 MANAGED_VLLM_FLAGS = (
+    "--allowed-media-domains",
     "--api-key",
     "--gpu-memory-utilization",
     "--host",
@@ -149,6 +150,30 @@ def _gpu_table(gpu_facts):
 
 def _flag_name(arg):
     return arg.split("=", 1)[0] if isinstance(arg, str) and arg.startswith("--") else None
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _check_media_domains(domains, errors):
+    """webui_vllm_allowed_media_domains: host names as vLLM compares them (exactly: no scheme, port, path or *)."""
+    where = "webui_vllm_allowed_media_domains"
+    problem = checks.string_list(domains, where, hint="host names, e.g. [images.example.internal]")
+    if problem:
+        errors.append(problem)
+        return
+    for i, domain in enumerate(domains):
+        checks.add(
+            errors,
+            checks.matches(
+                domain,
+                "%s[%d]" % (where, i),
+                _HOST_NAME,
+                "a host name (vLLM matches it exactly: no scheme, port, path or wildcard)",
+            ),
+        )
 
 
 def _check_extra_args(args, where, managed, errors):
@@ -353,6 +378,7 @@ def plan(config, gpu_facts=None, checksums=None, gpu_result=None):
 
     _check_extra_args(config.get("vllm_extra_args", []), "webui_vllm_extra_args", MANAGED_VLLM_FLAGS, errors)
     _check_extra_args(config.get("ui_extra_args", []), "webui_ui_extra_args", (), errors)
+    _check_media_domains(config.get("vllm_allowed_media_domains", []), errors)
     managed_env = MANAGED_VLLM_ENV + (GPU_PINNING_ENV if config.get("device_requests", True) else ())
     _check_env(config.get("vllm_env", {}), "webui_vllm_env", managed_env, errors)
 

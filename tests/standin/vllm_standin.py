@@ -37,6 +37,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -156,6 +157,7 @@ def build_parser():
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--shutdown-timeout", type=_seconds, default=0.0)
     parser.add_argument("--max-num-seqs", type=_positive_int, default=8)
+    parser.add_argument("--allowed-media-domains", nargs="+", default=None, metavar="DOMAIN")
     for flag, takes_value in IGNORED_FLAGS.items():
         if takes_value:
             parser.add_argument(flag, default=None, help="accepted and ignored by the stand-in")
@@ -238,11 +240,19 @@ def _jpeg_size(data):
     raise RequestError("the JPEG image has no frame header (SOF marker)")
 
 
-def decode_image_url(url):
+def decode_image_url(url, allowed_domains=None):
+    """The image's (width, height) from a data: URL. A remote URL is refused, as vLLM refuses one whose host is
+    not in --allowed-media-domains (exact match); one that is allowed is still refused: the stand-in never fetches."""
     if not isinstance(url, str) or not url:
         raise RequestError("image_url.url must be a non-empty string", param="messages")
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("http", "https"):
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if allowed_domains and host not in allowed_domains:
+            raise RequestError(
+                "image URL host %r is not in --allowed-media-domains (%s)" % (host, " ".join(allowed_domains)),
+                param="messages",
+            )
         raise RequestError("the stand-in does not fetch remote images; send a data: URL", param="messages")
     if scheme != "data":
         raise RequestError("unsupported image URL scheme %r" % scheme, param="messages")
@@ -312,7 +322,7 @@ def parse_chat_request(body, state):
             % (limit, limit, len(image_urls)),
             param="messages",
         )
-    images = [decode_image_url(url) for url in image_urls]
+    images = [decode_image_url(url, state.allowed_media_domains) for url in image_urls]
 
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is None:
@@ -382,6 +392,7 @@ class State:
         self.max_model_len = max_model_len
         self.max_num_seqs = args.max_num_seqs
         self.mm_limits = args.limit_mm_per_prompt or {}
+        self.allowed_media_domains = args.allowed_media_domains or []
         self.api_key = api_key
         self.token_delay = float(os.environ.get("STANDIN_TOKEN_DELAY", "0.02"))
         self.instance = os.environ.get("STANDIN_INSTANCE_NAME") or socket.gethostname()
@@ -747,6 +758,8 @@ def main(argv=None):
         return 1
     api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
     state = State(args, served_name, max_model_len, api_key)
+    if state.allowed_media_domains:
+        log("image URLs only from: %s" % " ".join(state.allowed_media_domains))
 
     stop = threading.Event()
     signals = []

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from containers import sh  # noqa: E402
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "nginx_lb"
+LB_ADDRESSES = {"qwen3vl-mol-lb-lb1": "172.29.80.11", "qwen3vl-mol-lb-lb2": "172.29.80.12"}
 DENIED = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["_nginx_lb_default_denied_paths"]
 LB_VARS = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())["provisioner"][
     "inventory"
@@ -238,3 +240,26 @@ def test_denied_paths_cover_what_vllm_serves_unauthenticated():
     """The list the battery uses is the role's: a denied path removed from it would leave the test silent."""
     assert {"/metrics", "/tokenize", "/invocations", "/pause", "/sleep"} <= set(DENIED)
     assert all(urllib.parse.quote(p) == p for p in DENIED)  # plain paths, so the variants above are what they say
+
+
+def test_an_unknown_host_is_closed_unanswered_and_only_healthz_answers_it():
+    """nginx_lb_refuse_unknown_hosts: a Host that is none of nginx_lb_server_names gets no answer (444), so the
+    port-80 redirect can only name one of the site's names."""
+    for tls in (True, False):
+        with pytest.raises(http.client.RemoteDisconnected):
+            request("GET", "/", headers={"Host": "attacker.example"}, tls=tls)
+        assert request("GET", "/healthz", headers={"Host": "attacker.example"}, tls=tls)[0] == 200
+    status, headers, _ = request("GET", "/chat?x=1", headers={"Host": "qwen3vl.test"}, tls=False)
+    assert (status, headers["Location"]) == (301, "https://qwen3vl.test/chat?x=1")
+
+
+def test_both_load_balancers_serve_one_certificate():
+    """No certificate given: the first load balancer made one and the other serves the same, so the VIP moving
+    does not change what clients see."""
+    files = {
+        lb: sh(lb, "sha256sum /etc/nginx/qwen3vl-tls/server.crt /etc/nginx/qwen3vl-tls/server.key").stdout.split()[::2]
+        for lb in LBS
+    }
+    assert len(set(map(tuple, files.values()))) == 1, files
+    served = {lb: ssl.get_server_certificate((address, 443)) for lb, address in LB_ADDRESSES.items()}
+    assert len(set(served.values())) == 1, served

@@ -314,6 +314,8 @@ def test_a_value_nginx_rejects_never_lands_and_nginx_keeps_serving():
         ({"nginx_lb_api_paths": ["/metrics"]}, "nginx_lb_api_paths: /metrics also in nginx_lb_denied_paths"),
         ({"nginx_lb_proxy_connect_timeout": "two seconds"}, "nginx_lb_proxy_connect_timeout"),
         ({"nginx_lb_basic_auth_users": [{"name": "bob"}]}, "nginx_lb_basic_auth_users[0]"),
+        # auth is on by default: no users without saying nginx_lb_webui_auth: none
+        ({"nginx_lb_basic_auth_users": []}, "nginx_lb_basic_auth_users: empty, and nginx_lb_webui_auth is basic"),
     ],
 )
 def test_bad_input_fails_in_preflight_naming_the_variable_and_changes_nothing(extra, variable):

@@ -9,6 +9,7 @@ import base64
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -119,6 +120,31 @@ def test_two_instances_running_with_role_settings(host):
     assert host.file(GATE_DIR + "/1.model").linked_to == MODEL_DIR
     assert host.file(GATE_DIR + "/1.data").linked_to == "/srv/qwen3vl-data/webui"
     assert inspect["Config"]["Labels"]["qwen3vl.ha.gpu"] == "1"
+
+
+def test_both_containers_run_hardened(host):
+    """webui_security_opts and webui_cap_drop (defaults): no privilege gain and no capabilities, and both still
+    serve (the other tests); the stand-ins are not vLLM, so this says the role asks Docker for it."""
+    for name in (VLLM[0], UI[0]):
+        config = json.loads(host.check_output("docker inspect " + name))[0]["HostConfig"]
+        assert config["SecurityOpt"] == ["no-new-privileges:true"], name
+        assert config["CapDrop"] == ["ALL"] and not config["CapAdd"], name
+        status = host.check_output("docker exec %s cat /proc/1/status" % name)
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), name
+        assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), name
+
+
+def test_vllm_refuses_remote_image_urls(host, address):
+    """No webui_vllm_allowed_media_domains: vLLM gets a name that never resolves, so a chat naming a remote
+    image is refused instead of making the GPU host fetch it (here: the cloud metadata address)."""
+    config = json.loads(host.check_output("docker inspect " + VLLM[0]))[0]["Config"]
+    args = config["Cmd"]
+    assert args[args.index("--allowed-media-domains") + 1 :][:1] == ["no-remote-media.invalid"]
+    assert "VLLM_MEDIA_URL_ALLOW_REDIRECTS=0" in config["Env"]
+    image = {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data/"}}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]}
+    status, answer = _http("http://%s:8000/v1/chat/completions" % address, body)
+    assert status == 400 and "is not in --allowed-media-domains" in answer, answer
 
 
 def test_api_key_is_not_on_any_command_line(host):

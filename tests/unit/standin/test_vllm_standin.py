@@ -177,6 +177,21 @@ def test_wrong_model_is_404_with_vllm_error_object(start_vllm):
     }
 
 
+def test_allowed_media_domains_refuses_other_hosts_and_still_fetches_nothing(start_vllm):
+    """--allowed-media-domains (as the webui role passes it): a remote image whose host is not listed is refused
+    naming the host; a listed one is refused too, because the stand-in never fetches; data: URLs still work."""
+    port = start_vllm("--allowed-media-domains", "no-remote-media.invalid", "images.example.invalid")[1]
+    for url, needle in [
+        ("http://169.254.169.254/latest/meta-data/", "'169.254.169.254' is not in --allowed-media-domains"),
+        ("https://IMAGES.example.invalid.evil/cat.png", "is not in --allowed-media-domains"),
+        ("https://images.example.invalid/cat.png", "does not fetch"),
+    ]:
+        response = chat(port, [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}])
+        assert response.status == 400
+        assert needle in response.json()["error"]["message"], url
+    assert chat(port, [{"type": "text", "text": "look"}, image_part(png(8, 8))]).status == 200
+
+
 @pytest.mark.parametrize(
     ("parts", "needle"),
     [

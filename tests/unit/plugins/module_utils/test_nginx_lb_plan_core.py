@@ -132,6 +132,7 @@ GOOD = {
     "tls_certificate": "",
     "tls_private_key": "",
     "basic_auth_users": [{"name": "alice", "password": "s3cret"}],
+    "webui_auth": "basic",
     "webui_locations": ["/"],
     "api_paths": ["/v1/models", "/v1/chat/completions"],
     "denied_paths": ["/metrics", "/pause"],
@@ -178,6 +179,9 @@ def test_good_settings_have_no_errors():
         ({"tls_certificate": "hello", "tls_private_key": KEY}, "nginx_lb_tls_certificate: not a PEM"),
         ({"tls_certificate": CERT, "tls_private_key": "-----BEGIN ENCRYPTED PRIVATE KEY-----"}, "encrypted keys"),
         ({"basic_auth_users": [{"name": "bob"}]}, "nginx_lb_basic_auth_users[0]: needs a name and a password"),
+        ({"basic_auth_users": []}, "nginx_lb_basic_auth_users: empty, and nginx_lb_webui_auth is basic"),
+        ({"webui_auth": "none"}, "nginx_lb_webui_auth: none, but nginx_lb_basic_auth_users lists users"),
+        ({"webui_auth": "sso"}, "nginx_lb_webui_auth: must be basic or none"),
         ({"basic_auth_users": [{"name": "a:b", "password": "x"}]}, "has a colon or a space"),
         ({"basic_auth_users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}, "a listed twice"),
         ({"api_paths": ["v1/models"]}, "nginx_lb_api_paths: 'v1/models' must be a URL path"),
@@ -212,3 +216,7 @@ def test_good_settings_have_no_errors():
 def test_each_bad_setting_names_its_variable(changes, variable):
     found = errors(**changes)
     assert any(variable in e for e in found), found
+
+
+def test_the_webui_may_be_open_only_when_said_so():
+    assert core.config_errors(dict(GOOD, webui_auth="none", basic_auth_users=[])) == []

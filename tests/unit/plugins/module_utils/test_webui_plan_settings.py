@@ -20,6 +20,7 @@ SETTINGS = {
     "model_dir": "/srv/models/Qwen3-VL-4B-Instruct",
     "model_mount_root": "/models",
     "vllm_extra_args": [],
+    "vllm_allowed_media_domains": [],
     "ui_extra_args": [],
     "vllm_env": {"HF_HUB_OFFLINE": "1"},
     "vllm_name_prefix": "qwen3vl-vllm-",
@@ -146,6 +147,27 @@ GPU_ARGS_GOOD = {
     "xid_source": "file",
     "kernel_log_path": "/var/log/kern.log",
 }
+
+
+@pytest.mark.parametrize(
+    ("domains", "message"),
+    [
+        (["https://images.example.internal"], "webui_vllm_allowed_media_domains[0]: 'https://images.example.internal'"),
+        (["images.example.internal:8443"], "webui_vllm_allowed_media_domains[0]: 'images.example.internal:8443'"),
+        (["*.example.internal"], "webui_vllm_allowed_media_domains[0]: '*.example.internal'"),
+        ("images.example.internal", "webui_vllm_allowed_media_domains: "),
+    ],
+)
+def test_media_domains_are_host_names_as_vllm_matches_them(domains, message):
+    assert [e for e in errors(vllm_allowed_media_domains=domains) if e.startswith(message)], errors(
+        vllm_allowed_media_domains=domains
+    )
+    assert errors(vllm_allowed_media_domains=["images.example.internal", "cdn-2.example.com"]) == []
+
+
+def test_the_media_domain_flag_is_the_roles_own():
+    message = errors(vllm_extra_args=["--allowed-media-domains", "x.example"])
+    assert any("--allowed-media-domains" in e for e in message), message
 
 
 def test_gpu_health_args_that_the_module_takes_pass():
