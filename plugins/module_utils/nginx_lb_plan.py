@@ -200,6 +200,35 @@ def _auth_errors(cfg):
     return errors
 
 
+_KEY_FORBIDDEN = re.compile(r'["\'\\{};\s]')
+
+
+def _audit_errors(cfg):
+    """The audit log and the API keys it names. A message never shows a key, only where it is."""
+    errors = []
+    if cfg.get("audit_log"):
+        checks.add(errors, checks.absolute_path(cfg["audit_log"], "nginx_lb_audit_log"))
+    if "audit_log_days" in cfg:
+        checks.add(errors, checks.integer(cfg["audit_log_days"], "nginx_lb_audit_log_days", minimum=1))
+    keys = cfg.get("api_keys") or []
+    if not isinstance(keys, list):
+        return errors + ["nginx_lb_api_keys: must be a list of {name, key}"]
+    names = []
+    for index, entry in enumerate(keys):
+        where = "nginx_lb_api_keys[%d]" % index
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("key"):
+            errors.append("%s: needs a name and a key" % where)
+            continue
+        checks.add(errors, checks.name(entry["name"], where + ".name"))
+        if not isinstance(entry["key"], str) or _KEY_FORBIDDEN.search(entry["key"]):
+            errors.append("%s.key: holds a quote, backslash, brace, semicolon or white space (the key is not shown)" % where)
+        names.append(entry["name"])
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errors.append("nginx_lb_api_keys: %s listed twice" % ", ".join(str(d) for d in dupes))
+    return errors
+
+
 def _tls_errors(cfg):
     cert = (cfg.get("tls_certificate") or "").strip()
     key = (cfg.get("tls_private_key") or "").strip()
@@ -231,6 +260,7 @@ def config_errors(cfg):
     errors = []
     errors += _tls_errors(cfg)
     errors += _auth_errors(cfg)
+    errors += _audit_errors(cfg)
     errors += _path_errors(cfg)
     errors += _time_errors(
         cfg,

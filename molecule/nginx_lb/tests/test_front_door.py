@@ -6,6 +6,7 @@ vLLM's journal (it logs every request line) shows no denied path. The limits are
 (molecule.yml: nginx_lb_rate_limit, nginx_lb_rate_burst, nginx_lb_conn_limit); the bounds come from them.
 """
 
+import hashlib
 import http.client
 import json
 import socket
@@ -263,3 +264,58 @@ def test_both_load_balancers_serve_one_certificate():
     assert len(set(map(tuple, files.values()))) == 1, files
     served = {lb: ssl.get_server_certificate((address, 443)) for lb, address in LB_ADDRESSES.items()}
     assert len(set(served.values())) == 1, served
+
+
+AUDIT = "/var/log/qwen3vl/nginx-audit.log"
+
+
+def audit_entries():
+    entries = {}
+    for lb in LBS:
+        for line in sh(lb, "cat %s" % AUDIT).stdout.splitlines():
+            entry = json.loads(line)
+            entries[entry["request_id"]] = dict(entry, lb=lb)
+    return entries
+
+
+def test_the_audit_log_names_the_api_key_by_fingerprint_and_never_holds_it():
+    run = "%x" % int(time.time() * 1000)
+    asked = {
+        "key-" + run: ("/v1/models", "Bearer " + KEY),
+        "wrong-" + run: ("/v1/models?x=1", "Bearer not-the-key-" + run),
+        "user-" + run: ("/", _basic()),
+    }
+    for request_id, (path, authorization) in asked.items():
+        request("GET", path, headers={"Authorization": authorization, "X-Request-ID": request_id})
+    entries = audit_entries()
+    fingerprint = hashlib.sha256(KEY.encode()).hexdigest()[:12]
+    key, wrong, user = (entries["%s-%s" % (kind, run)] for kind in ("key", "wrong", "user"))
+    assert (key["api_key"], key["status"], key["method"], key["request_uri"]) == (
+        "molecule-client sha256:" + fingerprint,
+        200,
+        "GET",
+        "/v1/models",
+    )
+    assert key["upstream"] and key["duration"] >= 0 and key["client"] and key["user"] == ""
+    assert (wrong["api_key"], wrong["status"], wrong["request_uri"]) == ("unrecognized", 401, "/v1/models?x=1")
+    assert (user["user"], user["api_key"], user["status"]) == ("alice", "", 200)
+    for lb in LBS:
+        text = sh(lb, "cat %s" % AUDIT).stdout
+        assert KEY not in text and "not-the-key-" not in text
+        assert sh(lb, "stat -c '%%a %%U %%G' %s" % AUDIT).stdout.split() == ["640", "root", "adm"]
+        assert sh(lb, "stat -c '%%a %%U' /etc/nginx/qwen3vl/api-keys.conf").stdout.split() == ["600", "root"]
+
+
+def test_the_audit_log_is_rotated_and_nginx_writes_the_new_file():
+    for lb in LBS:
+        config = sh(lb, "cat /etc/logrotate.d/qwen3vl-nginx-audit").stdout
+        assert "rotate 90" in config and "maxage 90" in config  # nginx_lb_audit_log_days' default
+        sh(lb, "logrotate --force /etc/logrotate.d/qwen3vl-nginx-audit")
+        assert sh(lb, "ls %s-*" % AUDIT).stdout.strip(), "no rotated file on " + lb
+    request_id = "after-rotation-%x" % int(time.time() * 1000)
+    request("GET", "/v1/models", headers={"Authorization": "Bearer " + KEY, "X-Request-ID": request_id})
+    for _attempt in range(20):  # nginx reopens on USR1 between requests
+        if request_id in audit_entries():
+            break
+        time.sleep(0.25)
+    assert request_id in audit_entries(), "nginx did not write to the new audit log after the rotation"

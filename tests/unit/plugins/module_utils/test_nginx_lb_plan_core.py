@@ -182,6 +182,12 @@ def test_good_settings_have_no_errors():
         ({"basic_auth_users": []}, "nginx_lb_basic_auth_users: empty, and nginx_lb_webui_auth is basic"),
         ({"webui_auth": "none"}, "nginx_lb_webui_auth: none, but nginx_lb_basic_auth_users lists users"),
         ({"webui_auth": "sso"}, "nginx_lb_webui_auth: must be basic or none"),
+        ({"api_keys": [{"name": "a"}]}, "nginx_lb_api_keys[0]: needs a name and a key"),
+        ({"api_keys": [{"name": "a b", "key": "k"}]}, "nginx_lb_api_keys[0].name:"),
+        ({"api_keys": [{"name": "a", "key": 'k";x'}]}, "nginx_lb_api_keys[0].key: holds a quote"),
+        ({"api_keys": [{"name": "a", "key": "k1"}, {"name": "a", "key": "k2"}]}, "nginx_lb_api_keys: a listed twice"),
+        ({"audit_log": "audit.log"}, "nginx_lb_audit_log: 'audit.log'"),
+        ({"audit_log_days": 0}, "nginx_lb_audit_log_days: 0"),
         ({"basic_auth_users": [{"name": "a:b", "password": "x"}]}, "has a colon or a space"),
         ({"basic_auth_users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}, "a listed twice"),
         ({"api_paths": ["v1/models"]}, "nginx_lb_api_paths: 'v1/models' must be a URL path"),
@@ -220,3 +226,8 @@ def test_each_bad_setting_names_its_variable(changes, variable):
 
 def test_the_webui_may_be_open_only_when_said_so():
     assert core.config_errors(dict(GOOD, webui_auth="none", basic_auth_users=[])) == []
+
+
+def test_a_bad_api_key_is_never_shown():
+    errors = core.config_errors(dict(GOOD, api_keys=[{"name": "a", "key": "secret value"}]))
+    assert errors and not any("secret" in e for e in errors), errors
