@@ -54,6 +54,7 @@ EXPORT_KEYS = (
     "group",
     "mode",
     "export_id",
+    "privileged_port",
 )
 # exports(5) options a user may add through `options`; the ones the role sets from its own keys are in
 # MANAGED_OPTIONS and are refused there, naming the key to use instead.
@@ -94,6 +95,8 @@ MANAGED_OPTIONS = {
     "sec": "sec",
     "anonuid": "anonuid",
     "anongid": "anongid",
+    "secure": "privileged_port",
+    "insecure": "privileged_port",
 }
 DEFAULT_EXPORT_OPTIONS = ("sync", "no_subtree_check")
 WORLD_CLIENTS = frozenset({"*", "0.0.0.0/0", "::/0"})
@@ -234,6 +237,9 @@ def _one_export(index, export, allow_any_client):
     mode = str(export.get("mode", "0755"))
     if not _MODE.match(mode):
         errors.append(f"{where}.mode: {mode!r} must be an octal mode such as '0755'")
+    privileged = export.get("privileged_port", True)
+    if not isinstance(privileged, bool):
+        errors.append(f"{where}.privileged_port: {privileged!r} must be true or false")
     export_id = export.get("export_id")
     if export_id is not None:
         checks.add(errors, checks.integer(export_id, f"{where}.export_id", 1, GANESHA_ID_MAX))
@@ -246,6 +252,7 @@ def _one_export(index, export, allow_any_client):
         "sec=" + ":".join(sec),
         f"anonuid={anon['anonuid']}",
         f"anongid={anon['anongid']}",
+        "secure" if privileged else "insecure",
     ]
     kernel_options += [option for option in options if option not in kernel_options]
     if "subtree_check" not in options and "no_subtree_check" not in options:
@@ -260,6 +267,7 @@ def _one_export(index, export, allow_any_client):
         "sec": list(sec),
         "anonuid": anon["anonuid"],
         "anongid": anon["anongid"],
+        "privileged_port": privileged,
         "options": list(options),
         "owner": owner,
         "group": group,
@@ -342,6 +350,10 @@ CLIENT_MANAGED = {
     "x-systemd.mount-timeout": "nfs_client_mount_timeout",
     "x-systemd.idle-timeout": "nfs_client_idle_timeout",
     "proto": "(always tcp)",
+    "nosuid": "(always set)",
+    "nodev": "(always set)",
+    "suid": "(always nosuid)",
+    "dev": "(always nodev)",
 }
 _OPTION = re.compile(r"^[A-Za-z0-9_.-]+(=[A-Za-z0-9_.:/-]+)?$")
 _SERVER = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*|\[[0-9A-Fa-f:.]+\])$")
@@ -363,6 +375,9 @@ def client_options(settings):
         f"nfsvers={settings.get('nfs_version', '4.1')}",
         "proto=tcp",
         "hard" if settings.get("hard", True) else "soft",
+        # the shares hold model files and session data: no setuid programs, no device files
+        "nosuid",
+        "nodev",
         f"timeo={settings.get('timeo', 600)}",
         f"retrans={settings.get('retrans', 2)}",
         "_netdev",

@@ -221,7 +221,9 @@ def _audit_errors(cfg):
             continue
         checks.add(errors, checks.name(entry["name"], where + ".name"))
         if not isinstance(entry["key"], str) or _KEY_FORBIDDEN.search(entry["key"]):
-            errors.append("%s.key: holds a quote, backslash, brace, semicolon or white space (the key is not shown)" % where)
+            errors.append(
+                "%s.key: holds a quote, backslash, brace, semicolon or white space (the key is not shown)" % where
+            )
         names.append(entry["name"])
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -50,6 +50,8 @@ def expected_options(extra):
             f"nfsvers={d['nfs_client_nfs_version']}",
             "proto=tcp",
             "hard" if d["nfs_client_hard"] else "soft",
+            "nosuid",
+            "nodev",
             f"timeo={d['nfs_client_timeo']}",
             f"retrans={d['nfs_client_retrans']}",
             "_netdev",
@@ -75,7 +77,7 @@ def test_fstab_has_exactly_the_configured_entries():
     # the literal first line too, so a change in the defaults cannot hide a change in the rendering
     assert (
         fstab_entries()[0][3]
-        == "nfsvers=4.1,proto=tcp,hard,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30"
+        == "nfsvers=4.1,proto=tcp,hard,nosuid,nodev,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30"
     )
 
 

@@ -75,6 +75,15 @@ def test_the_ganesha_service_runs_and_answers_on_2049():
     assert listed.returncode == 0, listed.stderr
 
 
+def test_every_export_requires_a_privileged_source_port_and_root_clients_still_get_in():
+    """privileged_port (default true): Ganesha's PrivilegedPort on every export; the clients here (libnfs as
+    root, which binds a port below 1024) are served. A client on an unprivileged port is not tried: in a Docker
+    container any user may bind low ports (net.ipv4.ip_unprivileged_port_start=0) and /proc/sys is read-only."""
+    config = sh(SERVER, "cat /etc/ganesha/qwen3vl-exports.conf").stdout.decode()
+    assert config.count("PrivilegedPort = true;") == len(EXPORTS) == config.count("EXPORT {"), config
+    assert sh(CLIENT1, f"nfs-ls '{url(DATA)}'", check=False).returncode == 0
+
+
 def test_exported_directories_have_the_configured_owner_and_mode():
     for export in EXPORTS:
         stat = sh(SERVER, f"stat -c '%u:%g %a' {export['path']}").stdout.decode().strip()
@@ -169,8 +178,8 @@ def test_the_kernel_exports_file_holds_exactly_the_exports():
     text = sh(KERNEL, "cat /etc/exports.d/qwen3vl.exports").stdout.decode()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines == [
-        f"{DATA} 172.29.82.16/28(rw,root_squash,sec=sys,anonuid=65534,anongid=65534,sync,no_subtree_check)",
-        f"{MODELS} 172.29.82.16/28(ro,root_squash,sec=sys,anonuid=65534,anongid=65534,sync,no_subtree_check)",
+        f"{DATA} 172.29.82.16/28(rw,root_squash,sec=sys,anonuid=65534,anongid=65534,secure,sync,no_subtree_check)",
+        f"{MODELS} 172.29.82.16/28(ro,root_squash,sec=sys,anonuid=65534,anongid=65534,secure,sync,no_subtree_check)",
     ]
     # exportfs -ra applied them (it works without a running nfsd: the table is written to etab)
     table = sh(KERNEL, "exportfs -v").stdout.decode()

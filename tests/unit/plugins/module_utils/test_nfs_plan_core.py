@@ -37,7 +37,7 @@ def test_defaults_are_root_squash_sec_sys_rw_and_the_kernel_line_says_so():
     assert plan["errors"] == []
     (export,) = plan["exports"]
     assert export["kernel_line"] == (
-        "/srv/qwen3vl/data 10.0.0.0/24(rw,root_squash,sec=sys,anonuid=65534,anongid=65534,sync,no_subtree_check)"
+        "/srv/qwen3vl/data 10.0.0.0/24(rw,root_squash,sec=sys,anonuid=65534,anongid=65534,secure,sync,no_subtree_check)"
     )
     assert (export["pseudo"], export["owner"], export["group"], export["mode"]) == (
         "/srv/qwen3vl/data",
@@ -56,12 +56,14 @@ def test_every_client_gets_its_own_options_group_and_sec_flavours_join_with_colo
 
 def test_subtree_check_given_by_the_user_replaces_the_default_no_subtree_check():
     line = server([dict(DATA, options=["async", "subtree_check"])])["exports"][0]["kernel_line"]
-    assert line.endswith("(rw,root_squash,sec=sys,anonuid=65534,anongid=65534,async,subtree_check)")
+    assert line.endswith("(rw,root_squash,sec=sys,anonuid=65534,anongid=65534,secure,async,subtree_check)")
     assert "no_subtree_check" not in line
 
 
 def test_empty_options_still_get_no_subtree_check_so_exportfs_does_not_warn():
-    assert server([dict(DATA, options=[])])["exports"][0]["kernel_line"].endswith("anongid=65534,no_subtree_check)")
+    assert server([dict(DATA, options=[])])["exports"][0]["kernel_line"].endswith(
+        "anongid=65534,secure,no_subtree_check)"
+    )
 
 
 @pytest.mark.parametrize("path", ["/", "//", "/srv/..", "/./"])
@@ -122,7 +124,16 @@ def test_options_are_recognised_or_refused(option, fragment):
 
 
 def test_known_valued_options_pass():
-    assert server([dict(DATA, options=["fsid=1", "crossmnt", "insecure", "no_wdelay"])])["errors"] == []
+    assert server([dict(DATA, options=["fsid=1", "crossmnt", "no_wdelay"])])["errors"] == []
+
+
+def test_privileged_ports_by_default_and_insecure_only_through_its_key():
+    (export,) = server([DATA])["exports"]
+    assert export["privileged_port"] is True and ",secure," in export["kernel_line"]
+    (export,) = server([dict(DATA, privileged_port=False)])["exports"]
+    assert export["privileged_port"] is False and ",insecure," in export["kernel_line"]
+    assert "'privileged_port' key" in only_error(server([dict(DATA, options=["insecure"])]))
+    assert "privileged_port: 'no' must be true or false" in only_error(server([dict(DATA, privileged_port="no")]))
 
 
 @pytest.mark.parametrize(
@@ -208,13 +219,16 @@ def client(mounts, fstab_text="", **settings):
 def test_the_fstab_options_are_composed_in_order():
     (mount,) = client([MOUNT])["mounts"]
     assert mount["src"] == "storage1:/srv/qwen3vl/data"
-    assert mount["opts"] == "nfsvers=4.1,proto=tcp,hard,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30"
+    assert (
+        mount["opts"]
+        == "nfsvers=4.1,proto=tcp,hard,nosuid,nodev,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30"
+    )
 
 
 def test_soft_automount_and_extra_options():
     (mount,) = client([MOUNT], hard=False, boot_mode="automount", idle_timeout=0, extra_options=["noatime"])["mounts"]
     assert mount["opts"] == (
-        "nfsvers=4.1,proto=tcp,soft,timeo=600,retrans=2,_netdev,x-systemd.automount,x-systemd.idle-timeout=0,"
+        "nfsvers=4.1,proto=tcp,soft,nosuid,nodev,timeo=600,retrans=2,_netdev,x-systemd.automount,x-systemd.idle-timeout=0,"
         "x-systemd.mount-timeout=30,noatime"
     )
 
@@ -230,7 +244,19 @@ def test_an_ipv6_server_is_bracketed():
 
 @pytest.mark.parametrize(
     "option",
-    ["hard", "soft", "nfsvers=3", "vers=4", "timeo=1", "nofail", "_netdev", "x-systemd.automount", "proto=udp"],
+    [
+        "hard",
+        "soft",
+        "nfsvers=3",
+        "vers=4",
+        "timeo=1",
+        "nofail",
+        "_netdev",
+        "x-systemd.automount",
+        "proto=udp",
+        "suid",
+        "dev",
+    ],
 )
 def test_options_the_role_sets_are_refused_as_extras(option):
     message = only_error(client([dict(MOUNT, options=[option])]))
@@ -436,6 +462,6 @@ def test_the_module_loads_by_file_path_outside_the_collection():
     done = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "nfsvers=4.1,proto=tcp,hard,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30",
+        "nfsvers=4.1,proto=tcp,hard,nosuid,nodev,timeo=600,retrans=2,_netdev,nofail,x-systemd.mount-timeout=30",
         "nfs_server_grace_period",
     ]
