@@ -194,8 +194,9 @@ def test_a_session_written_through_one_gpu_host_is_read_through_the_other(lab):
 
 
 def test_the_lb_play_alone_reads_the_backends_from_their_hosts(lab):
-    """--limit lb: no webui run in this run, so nginx_lb reads the record the webui role left on each GPU host."""
-    rc, out = sh("tools/lab.sh", "converge", "--limit", "lb")
+    """--limit lb: no webui run in this run, so nginx_lb reads the record the webui role left on each GPU host
+    (only the nginx_lb role: the load balancers' other roles have their own tests)."""
+    rc, out = sh("tools/lab.sh", "converge", "--limit", "lb", "--tags", "nginx_lb")
     assert rc == 0, out[-4000:]
     rows = recap(out)
     assert set(rows) == {"lb1", "lb2"}, out[-3000:]
@@ -221,8 +222,9 @@ def test_only_the_gpu_host_with_a_change_is_rolled(lab):
     """site.yml plans on every GPU host at once and rolls out only where Docker says a container would
     change: with gpu1's WebUI stopped, gpu1 is rolled (its WebUI started again) and gpu2 ends at once."""
     assert sh("docker", "exec", "qwen3vl-lab-gpu1", "docker", "stop", "qwen3vl-webui-0")[0] == 0
-    # limited to the GPU hosts, as an operator would run a model change (the other plays have their own tests)
-    rc, out = sh("tools/lab.sh", "converge", "--limit", "gpu")
+    # limited to the GPU hosts and the webui role, as an operator would run a model change (the webui role's
+    # documented tag; the other roles and plays have their own tests)
+    rc, out = sh("tools/lab.sh", "converge", "--limit", "gpu", "--tags", "webui")
     assert rc == 0, out[-4000:]
     rows = recap(out)
     assert rows["gpu1"]["changed"] >= 1 and rows["gpu2"]["changed"] == 0, out[-4000:]
@@ -252,8 +254,18 @@ def test_a_rolling_restart_of_every_instance_under_load_fails_no_request(lab):
         env = {"HF_HUB_OFFLINE": "1", "STANDIN_STARTUP_DELAY": "3", "STANDIN_TOKEN_DELAY": "0.02"}
         for _i in range(ROLLS):
             roll = dict(env, ROLL="%.3f" % time.time())
-            # limited to the GPU hosts (the drains are delegated to the load balancers all the same)
-            rc, out = sh("tools/lab.sh", "converge", "--limit", "gpu", "-e", json.dumps({"webui_vllm_env": roll}))
+            # limited to the GPU hosts and the webui role (the drains are delegated to the load balancers all
+            # the same)
+            rc, out = sh(
+                "tools/lab.sh",
+                "converge",
+                "--limit",
+                "gpu",
+                "--tags",
+                "webui",
+                "-e",
+                json.dumps({"webui_vllm_env": roll}),
+            )
             assert rc == 0, out[-4000:]
             rows = recap(out)
             assert rows["gpu1"]["changed"] >= 1 and rows["gpu2"]["changed"] >= 1, out[-4000:]
