@@ -127,7 +127,8 @@ def test_both_containers_run_hardened(host):
     serve (the other tests); the stand-ins are not vLLM, so this says the role asks Docker for it."""
     for name in (VLLM[0], UI[0]):
         config = json.loads(host.check_output("docker inspect " + name))[0]["HostConfig"]
-        assert config["SecurityOpt"] == ["no-new-privileges:true"], name
+        # (Docker adds label=disable itself to a container that shares the host's IPC namespace: vLLM's)
+        assert "no-new-privileges:true" in config["SecurityOpt"], name
         assert config["CapDrop"] == ["ALL"] and not config["CapAdd"], name
         status = host.check_output("docker exec %s cat /proc/1/status" % name)
         assert re.search(r"^CapEff:\s+0+$", status, re.M), name
