@@ -1,6 +1,5 @@
-#!/usr/bin/env python3
 """Test stand-in for the services behind the firewall: accept TCP on every port given and answer each
-connection with one line naming this host and the port. Usage: listen.py PORT..."""
+connection with one line naming this host and the port. Usage: python3 listen.py PORT..."""
 
 import socket
 import socketserver

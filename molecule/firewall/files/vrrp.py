@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Test stand-in for VRRP: send one IP protocol 112 packet, or count the ones that reach this host.
 
-    vrrp.py send ADDRESS TAG      one packet to ADDRESS carrying TAG
-    vrrp.py listen SECONDS        print the TAG of each packet delivered within SECONDS, one per line
+    python3 vrrp.py send ADDRESS TAG      one packet to ADDRESS carrying TAG
+    python3 vrrp.py listen SECONDS        print the TAG of each packet delivered within SECONDS, one per line
 
 A raw socket gets a packet only after the host's input hooks passed it, so a packet the firewall dropped
 is never printed."""
@@ -25,7 +24,7 @@ def listen(seconds):
     while time.monotonic() < end:
         sock.settimeout(max(0.05, end - time.monotonic()))
         try:
-            data, _ = sock.recvfrom(2048)
+            data = sock.recvfrom(2048)[0]
         except TimeoutError:
             break
         header = (data[0] & 0x0F) * 4  # raw IPv4 sockets receive the IP header

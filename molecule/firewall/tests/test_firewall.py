@@ -28,6 +28,7 @@ converge = functools.partial(run_converge, SCENARIO)
 ADDRESS = {"lb1": "172.29.81.11", "lb2": "172.29.81.12", "gpu1": "172.29.81.21", "mon1": "172.29.81.41"}
 RULES = "/etc/qwen3vl/firewall.nft"
 TABLE = "inet qwen3vl_firewall"
+VRRP = "/usr/local/lib/vrrp.py"  # files/vrrp.py, copied by prepare.yml
 
 # one TCP connection attempt; prints open, refused or timeout
 PROBE = (
@@ -122,11 +123,11 @@ def test_a_refusal_is_counted():
 
 def test_vrrp_only_from_the_load_balancers():
     listener = subprocess.Popen(
-        ["docker", "exec", container("lb1"), "vrrp.py", "listen", "4"], stdout=subprocess.PIPE, text=True
+        ["docker", "exec", container("lb1"), "python3", VRRP, "listen", "4"], stdout=subprocess.PIPE, text=True
     )
     time.sleep(1.5)  # the raw socket is open before the first packet leaves
     for source in ("lb2", "out1", "gpu1"):
-        sh(container(source), "vrrp.py send %s from-%s" % (ADDRESS["lb1"], source))
+        sh(container(source), "python3 %s send %s from-%s" % (VRRP, ADDRESS["lb1"], source))
     delivered = listener.communicate(timeout=30)[0].split()
     assert delivered == ["from-lb2"], delivered
 

@@ -250,7 +250,7 @@ def test_an_unknown_host_is_closed_unanswered_and_only_healthz_answers_it():
         with pytest.raises(http.client.RemoteDisconnected):
             request("GET", "/", headers={"Host": "attacker.example"}, tls=tls)
         assert request("GET", "/healthz", headers={"Host": "attacker.example"}, tls=tls)[0] == 200
-    status, headers, _ = request("GET", "/chat?x=1", headers={"Host": "qwen3vl.test"}, tls=False)
+    status, headers = request("GET", "/chat?x=1", headers={"Host": "qwen3vl.test"}, tls=False)[:2]
     assert (status, headers["Location"]) == (301, "https://qwen3vl.test/chat?x=1")
 
 
@@ -303,15 +303,21 @@ def test_the_audit_log_names_the_api_key_by_fingerprint_and_never_holds_it():
         text = sh(lb, "cat %s" % AUDIT).stdout
         assert KEY not in text and "not-the-key-" not in text
         assert sh(lb, "stat -c '%%a %%U %%G' %s" % AUDIT).stdout.split() == ["640", "root", "adm"]
-        assert sh(lb, "stat -c '%%a %%U' /etc/nginx/qwen3vl/api-keys.conf").stdout.split() == ["600", "root"]
+        assert sh(lb, "stat -c '%a %U' /etc/nginx/qwen3vl/api-keys.conf").stdout.split() == ["600", "root"]
 
 
 def test_the_audit_log_is_rotated_and_nginx_writes_the_new_file():
+    rotated = []
     for lb in LBS:
         config = sh(lb, "cat /etc/logrotate.d/qwen3vl-nginx-audit").stdout
         assert "rotate 90" in config and "maxage 90" in config  # nginx_lb_audit_log_days' default
+        # (an empty log is left alone, notifempty: the load balancer without the VIP may have served nothing)
+        had_entries = sh(lb, "test -s %s" % AUDIT, check=False).returncode == 0
         sh(lb, "logrotate --force /etc/logrotate.d/qwen3vl-nginx-audit")
-        assert sh(lb, "ls %s-*" % AUDIT).stdout.strip(), "no rotated file on " + lb
+        if had_entries:
+            assert sh(lb, "ls %s-*" % AUDIT).stdout.strip(), "no rotated file on " + lb
+            rotated.append(lb)
+    assert rotated, "neither load balancer had audit entries to rotate"
     request_id = "after-rotation-%x" % int(time.time() * 1000)
     request("GET", "/v1/models", headers={"Authorization": "Bearer " + KEY, "X-Request-ID": request_id})
     for _attempt in range(20):  # nginx reopens on USR1 between requests

@@ -68,8 +68,8 @@ def allowed(result, port, proto="tcp"):
         ports = match.group(1).strip("{} ").split(", ")
         hit = False
         for item in ports:
-            low, _, high = item.partition("-")
-            hit = hit or int(low) <= port <= int(high or low)
+            bounds = item.split("-")
+            hit = hit or int(bounds[0]) <= port <= int(bounds[-1])
         if hit:
             source = re.search(r"saddr @(\w+)_v[46]", rule)
             out.add(source.group(1) if source else ("any-" + rule.split()[2] if "nfproto" in rule else "any"))
