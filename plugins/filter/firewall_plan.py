@@ -26,8 +26,7 @@ def firewall_plan(config, host, groups, hostvars):
         raise AnsibleFilterError(
             "firewall_plan: call it as _firewall_config | qwen3vl.ha.firewall_plan(inventory_hostname, groups, hostvars)"
         )
-    names = dict((role, role) for role in core.ROLES)
-    names.update(config.get("groups") or {})
+    names = core.group_names(config)
     needed = set()
     for role in core.ROLES:
         needed.update(groups.get(names[role], []))

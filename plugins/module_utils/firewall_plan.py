@@ -42,7 +42,6 @@ ANY = ("0.0.0.0/0", "::/0")
 # the host variables an address is read from, in order (see address_of)
 ADDRESS_KEYS = ("qwen3vl_firewall_address", "qwen3vl_backend_address", "qwen3vl_monitoring_address", "ansible_host")
 _PORT_RANGE = re.compile(r"^([0-9]+)-([0-9]+)$")
-_SET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def _networks(values):
@@ -53,6 +52,13 @@ def _networks(values):
         nets = ipaddress.collapse_addresses(n for n in parsed if n.version == version)
         out[key] = [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in nets]
     return out
+
+
+def group_names(config):
+    """role -> the inventory group it reads (``firewall_groups`` over the defaults, which are the roles' names)."""
+    names = dict((role, role) for role in ROLES)
+    names.update(config.get("groups") or {})
+    return names
 
 
 def _as_list(value):
@@ -103,20 +109,22 @@ def _port_text(ports):
     return items[0] if len(items) == 1 else "{ %s }" % ", ".join(items)
 
 
-def _check_ports(value, where):
-    """(ports, error): one port, a 'a-b' range, or a list of them."""
+def _ports_error(value, where):
+    """None, or the first problem of one port, an 'a-b' range, or a list of them."""
     ports = _as_list(value)
     if not ports:
-        return [], "%s: must name at least one port" % where
+        return "%s: must name at least one port" % where
     for port in ports:
         match = _PORT_RANGE.match(str(port)) if isinstance(port, str) else None
         if match:
             low, high = int(match.group(1)), int(match.group(2))
             if not (1 <= low <= high <= 65535):
-                return [], "%s: %s is not a port range (low-high, within 1-65535)" % (where, checks.show(port))
-        elif checks.port(port, where) is not None:
-            return [], checks.port(port, where)
-    return ports, None
+                return "%s: %s is not a port range (low-high, within 1-65535)" % (where, checks.show(port))
+        else:
+            problem = checks.port(port, where)
+            if problem:
+                return problem
+    return None
 
 
 def _sources_errors(values, where, groups):
@@ -151,7 +159,7 @@ def _settings_errors(config, groups):
     )
     for key, port in sorted((config.get("ports") or {}).items()):
         for i, value in enumerate(_as_list(port)):
-            checks.add(errors, _check_ports(value, "firewall ports.%s[%d]" % (key, i))[1])
+            checks.add(errors, _ports_error(value, "firewall ports.%s[%d]" % (key, i)))
     allow = config.get("allow", [])
     if not isinstance(allow, (list, tuple)):
         return errors + ["firewall_allow: must be a list of rules, got %s" % checks.show(allow)]
@@ -163,7 +171,7 @@ def _settings_errors(config, groups):
             continue
         checks.add(
             errors,
-            _check_ports(rule.get("ports"), where + ".ports")[1],
+            _ports_error(rule.get("ports"), where + ".ports"),
             checks.one_of(rule.get("proto", "tcp"), where + ".proto", PROTOCOLS),
         )
         sources = rule.get("sources")
@@ -243,8 +251,7 @@ def plan(config, host, groups, peers):
     result = {"errors": errors, "warnings": [], "sets": {}, "rules": [], "vrrp": None, "roles": []}
     if errors:
         return result
-    names = dict((role, role) for role in ROLES)
-    names.update(config.get("groups") or {})
+    names = group_names(config)
     mine = [role for role in ROLES if host in groups.get(names[role], [])]
     result["roles"] = mine
     ports = config["ports"]
