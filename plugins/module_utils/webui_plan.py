@@ -50,9 +50,11 @@ _DRIVER_VERSION = r"^[0-9]+(\.[0-9]+)*$"
 def recorded(host_vars):
     """What the webui role recorded on a GPU host, from that host's variables (a hostvars entry): the
     ``webui_deployed`` fact of this run, else the ``qwen3vl_webui`` local fact it wrote on the host
-    (``ansible_local``, or ``ansible_facts.local``), else None. The one reader of the record: the load
-    balancers' upstreams and Prometheus's targets both come from it."""
-    local = host_vars.get("ansible_local") or (host_vars.get("ansible_facts") or {}).get("local") or {}
+    (``ansible_facts.ansible_local``, where `setup` and delegate_facts put it; ``ansible_local`` is the same
+    dictionary as a variable), else None. The one reader of the record: the load balancers' upstreams and
+    Prometheus's targets both come from it."""
+    facts = host_vars.get("ansible_facts") or {}
+    local = facts.get("ansible_local") or host_vars.get("ansible_local") or {}
     return host_vars.get("webui_deployed") or local.get("qwen3vl_webui") or None
 
 

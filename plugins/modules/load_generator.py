@@ -211,7 +211,7 @@ EXAMPLES = r"""
     duration: 60
     max_duration: 120
     timeout: 30
-    session_prefix: "drill-{{ ansible_date_time.epoch }}"
+    session_prefix: "drill-{{ ansible_facts.date_time.epoch }}"
     allow: "{{ [keepalived_vip] + groups['all'] | map('extract', hostvars, 'ansible_host') | list }}"
     results_path: "{{ drill_dir }}/load.json"
   delegate_to: localhost

@@ -318,12 +318,13 @@ OLDER = {"instances": [{"id": 0, "vllm_port": 9000}]}
     [
         ({"webui_deployed": RECORD, "ansible_local": {"qwen3vl_webui": OLDER}}, RECORD),  # this run wins
         ({"ansible_local": {"qwen3vl_webui": OLDER}}, OLDER),  # the fact file read by `setup`
-        ({"ansible_facts": {"local": {"qwen3vl_webui": OLDER}}}, OLDER),  # the same, as delegate_facts stores it
+        ({"ansible_facts": {"ansible_local": {"qwen3vl_webui": OLDER}}}, OLDER),  # as setup stores it
+        ({"ansible_facts": {"local": {"qwen3vl_webui": OLDER}}}, None),  # not a key setup writes
         ({"ansible_local": {"other": {}}}, None),
         ({"webui_deployed": {}, "ansible_local": {}}, None),
         ({}, None),
     ],
-    ids=["this-run", "local-fact", "delegated-facts", "other-fact-only", "empty", "nothing"],
+    ids=["this-run", "local-fact", "facts-namespace", "not-a-setup-key", "other-fact-only", "empty", "nothing"],
 )
 def test_recorded_reads_this_run_first_then_the_hosts_fact_file(host_vars, expected):
     assert core.recorded(host_vars) == expected
