@@ -159,6 +159,29 @@ def test_textfile_metric_shows_each_hosts_state():
     assert sh(LB1, "stat -c %%U %s" % PROM).stdout.strip() == S["keepalived_script_user"]
 
 
+def test_a_notify_that_runs_late_does_not_overwrite_a_later_transition():
+    """keepalived starts a notify per transition; two close together run side by side (at start-up lb2 is
+    MASTER for a moment, then BACKUP). Here the MASTER notify is started first and runs last (its shell
+    sleeps, then execs the script): the file must keep BACKUP, and a notify started after both still wins."""
+    notify = "/usr/local/libexec/qwen3vl-keepalived/notify"
+    user = S["keepalived_script_user"]
+    prom = PROM.replace("_qwen3vl.prom", "_ordertest.prom")
+    run = "runuser -u %s -- %s INSTANCE ordertest" % (user, notify)
+    sh(LB2, "rm -f %s" % prom)
+    try:
+        sh(
+            LB2,
+            "(runuser -u %s -- sh -c 'sleep 2; exec %s INSTANCE ordertest MASTER 140' &) ; %s BACKUP 140; sleep 3"
+            % (user, notify, run),
+        )
+        text = sh(LB2, "cat %s" % prom).stdout
+        assert 'state="BACKUP"} 1' in text, text
+        sh(LB2, "%s MASTER 140" % run)
+        assert 'state="MASTER"} 1' in sh(LB2, "cat %s" % prom).stdout
+    finally:
+        sh(LB2, "%s DELETED 140; rm -f %s" % (run, prom), check=False)
+
+
 def test_transitions_are_in_the_journal():
     lb1 = sh(LB1, "journalctl -t qwen3vl-keepalived --no-pager -o cat").stdout
     lb2 = sh(LB2, "journalctl -t qwen3vl-keepalived --no-pager -o cat").stdout
