@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
 OUT="${QWEN3VL_BENCH_DIR:-.cache/bench}"
 mkdir -p "$OUT"
-declare -A median
+declare -A medians
 
 noop_runs() { # label inventory...
   local label="$1"; shift
@@ -31,7 +31,7 @@ noop_runs() { # label inventory...
     log "$label run $i: ${secs}s, tasks on gpu1: $(sed -n '/PLAY RECAP/,$p' "$OUT/$label-$i.log" | awk '/^gpu1 /{print $3, $7}')"
     times+=("$secs")
   done
-  median[$label]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
+  medians[$label]=$(median "${times[@]}")
 }
 
 lab() { QWEN3VL_LAB_INVENTORY="$1" tools/lab.sh "${@:2}" >"$OUT/lab-$2.log" 2>&1 || die "tools/lab.sh $2 failed: see $OUT/lab-$2.log"; }
@@ -45,4 +45,4 @@ lab "$ALL" up
 noop_runs gpu4 inventories/lab tests/lab/more-gpus.yml
 lab "$ALL" down
 printf 'no-op site.yml, median of %s runs: 2 GPU hosts %ss, 4 GPU hosts %ss, ratio 4/2 = %s\n' "$RUNS" \
-  "${median[gpu2]}" "${median[gpu4]}" "$(echo "scale=2; ${median[gpu4]} / ${median[gpu2]}" | bc)"
+  "${medians[gpu2]}" "${medians[gpu4]}" "$(echo "scale=2; ${medians[gpu4]} / ${medians[gpu2]}" | bc)"

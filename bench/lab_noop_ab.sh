@@ -19,27 +19,26 @@ mkdir -p "$OUT"
 declare -A walls cpus
 
 one_run() { # label env i
-  local label="$1" envs="$2" i="$3" log="$OUT/ab-$1-$3.log" times
-  read -r -a assignments <<<"$envs"
-  times="$OUT/ab-$label-$i.time"
+  local label="$1" i="$3" log="$OUT/ab-$1-$3.log" times="$OUT/ab-$1-$3.time" wall user sys cpu assignments
+  read -r -a assignments <<<"$2"
   env "${assignments[@]}" /usr/bin/time -o "$times" -f "%e %U %S" \
     .venv/bin/ansible-playbook -i inventories/lab site.yml >"$log" 2>&1 || die "$label run $i failed: see $log"
   sed -n '/PLAY RECAP/,$p' "$log" | grep -q "changed=[1-9]" && die "$label run $i changed something: see $log"
   read -r wall user sys <"$times"
+  cpu=$(echo "$user + $sys" | bc)
   walls[$label]+="$wall "
-  cpus[$label]+="$(echo "$user + $sys" | bc) "
-  log "$label run $i: wall ${wall}s, controller CPU $(echo "$user + $sys" | bc)s"
+  cpus[$label]+="$cpu "
+  log "$label run $i: wall ${wall}s, controller CPU ${cpu}s"
 }
-
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 for i in $(seq 1 "$RUNS"); do
   one_run A "$2" "$i"
   one_run B "$3" "$i"
 done
+# shellcheck disable=SC2086 # each list is the runs' numbers, separated by spaces
 for what in wall cpu; do
-  if [ "$what" = wall ]; then a=$(median "${walls[A]}"); b=$(median "${walls[B]}")
-  else a=$(median "${cpus[A]}"); b=$(median "${cpus[B]}"); fi
+  if [ "$what" = wall ]; then a=$(median ${walls[A]}); b=$(median ${walls[B]})
+  else a=$(median ${cpus[A]}); b=$(median ${cpus[B]}); fi
   printf '%s, median of %s runs: A (%s) %ss, B (%s) %ss, B/A = %s\n' "$what" "$RUNS" "$2" "$a" "$3" "$b" \
     "$(echo "scale=2; $b / $a" | bc)"
 done

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The shell prelude of the project's scripts: log, die, need_root and apt_install, every message
+# The shell prelude of the project's scripts: log, die, need_root, apt_install and median, every message
 # prefixed with the script's name. Sourced, never run:
 #   . "${BASH_SOURCE[0]%/*}/lib.sh"              (a script in tools/)
 #   . "${BASH_SOURCE[0]%/*}/../../tools/lib.sh"  (tests/vm/build-vm.sh)
@@ -23,4 +23,9 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || die "apt-get update failed"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null \
     || die "apt-get install $* failed"
+}
+
+# median NUMBER...: the median of the numbers (the benchmarks in bench/; uses sort and awk).
+median() {
+  printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
