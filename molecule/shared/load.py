@@ -103,15 +103,20 @@ class Load:
         for thread in self.threads:
             thread.join(self.timeout + 5)
 
-    def split(self, fault, grace=1.0):
+    def split(self, fault, grace=1.0, fault_end=None):
         """Failures at a fault: {"in_flight": at it, "early": started in the grace seconds after it,
-        "after": started later}, each a list of records, and "all": every request."""
+        "after": started later}, each a list of records, and "all": every request.
+
+        A fault that is known only to lie between two instants (a ``docker kill`` takes effect somewhere
+        between the call and its return) is given as ``fault`` .. ``fault_end``: a request in flight at any
+        moment of that window counts as in flight at the fault, and the grace runs from its end."""
+        end = fault if fault_end is None else fault_end
         with self.lock:
             records = list(self.records)
         failed = [r for r in records if not r[3]]
         return {
-            "in_flight": [r for r in failed if r[1] <= fault <= r[2]],
-            "early": [r for r in failed if fault < r[1] < fault + grace],
-            "after": [r for r in failed if r[1] >= fault + grace],
+            "in_flight": [r for r in failed if r[1] <= end and r[2] >= fault],
+            "early": [r for r in failed if end < r[1] < end + grace],
+            "after": [r for r in failed if r[1] >= end + grace],
             "all": records,
         }
