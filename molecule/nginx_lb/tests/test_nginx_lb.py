@@ -9,6 +9,7 @@ import functools
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -225,6 +226,23 @@ def test_status_endpoint_is_local_only():
     status, _h, body = webui_get("/nginx_status")
     assert b"Active connections" not in body
     assert status != 200 or answered_by(body) is None
+
+
+def test_each_worker_may_open_as_many_files_as_it_has_connections():
+    """worker_connections counts client and upstream connections, each a file descriptor: a worker left at
+    the service's limit (1024) refuses connections long before that, and nginx warns about it."""
+    conf = sh(LBS[0], "cat " + CONF).stdout
+    connections = int(re.search(r"^\s*worker_connections\s+(\d+);", conf, re.M).group(1))
+    for lb in LBS:
+        processes = (line.split(None, 1) for line in sh(lb, "ps -eo pid=,args=").stdout.splitlines())
+        workers = [pid for pid, args in processes if args.startswith("nginx: worker process")]
+        assert workers, lb
+        for pid in workers:
+            limits = sh(lb, "cat /proc/%s/limits" % pid).stdout
+            soft = int(next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3])
+            assert soft >= connections, (lb, pid, soft, connections)
+        log = sh(lb, "cat /var/log/nginx/error.log").stdout
+        assert "exceed open file resource limit" not in log, log[-2000:]
 
 
 def _stream_while(action, count=60, interval=0.05):
