@@ -18,6 +18,9 @@ HOST = "qwen3vl-mol-common"
 FETCH_TASK = "TASK [qwen3vl.ha._common : Fetch apt's package lists on a host that has none]"
 FIND_TASK = "TASK [qwen3vl.ha._common : Find out whether apt has package lists]"
 INSTALL_TASK = "TASK [qwen3vl.ha._common : Install the distribution packages of probe]"
+INSTALL_INCLUDE = "TASK [qwen3vl.ha._common : Install what is missing]"
+PLATFORM_INCLUDE = "TASK [qwen3vl.ha._common : Check the platform (once per host and run)]"
+REFUSE_TASK = "TASK [qwen3vl.ha._common : Refuse an unsupported platform]"
 
 
 def flat(text):
@@ -26,9 +29,9 @@ def flat(text):
 
 
 def results(out, task):
-    """The first status word (ok, changed, skipping, fatal) of each run of `task` in `out`."""
+    """The first status word (ok, changed, skipping, fatal, included) of each run of `task` in `out`."""
     sections = [part.split("TASK [")[0] for part in out.split(task + " *")[1:]]
-    return [re.search(r"^(ok|changed|skipping|fatal)", section, re.M).group(1) for section in sections]
+    return [re.search(r"^(ok|changed|skipping|fatal|included)", section, re.M).group(1) for section in sections]
 
 
 def recorded(host):
@@ -61,11 +64,21 @@ def test_check_mode_on_a_bare_host_fetches_lists_and_flags_the_role(host):
 def test_host_with_lists_is_not_refreshed_and_nothing_changes(host):
     rc, out = converge()
     assert rc == 0
-    # nothing missing: no apt call and no look at the lists; the probe's own second ask looks once
-    assert results(out, INSTALL_TASK) == ["skipping"]
-    assert results(out, FIND_TASK) == ["skipping", "ok"]
-    assert results(out, FETCH_TASK) == ["skipping", "skipping"]
+    # nothing missing: the install step is one skipped include (no apt call, no look at the lists); the
+    # probe's own second ask for the lists looks once
+    assert results(out, INSTALL_INCLUDE) == ["skipping"]
+    assert results(out, INSTALL_TASK) == []
+    assert results(out, FIND_TASK) == ["ok"]
+    assert results(out, FETCH_TASK) == ["skipping"]
     assert recap_changed(out, HOST) == 0
+
+
+def test_the_platform_is_checked_once_per_host_and_run(host):
+    rc, out = converge()
+    assert rc == 0
+    # the probe asks twice, as two roles on one host do: the second ask is one skipped include
+    assert results(out, PLATFORM_INCLUDE) == ["included", "skipping"]
+    assert results(out, REFUSE_TASK) == ["ok"]
 
 
 def test_unsupported_platform_is_refused_before_anything_changes(host):
